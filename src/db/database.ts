@@ -1,0 +1,67 @@
+// Where the service's database comes from: the embedded server (no DATABASE_URL)
+// or the configured one. Bootstrap and migrations run here at start when asked to.
+import type { Config } from '../config.ts'
+import { bootstrap, withDatabase } from './bootstrap.ts'
+import { startEmbedded, type EmbeddedCluster } from './embedded.ts'
+import { migrate } from './migrate.ts'
+import path from 'node:path'
+
+export interface PreparedDatabase {
+  /** auth_api_user connection for the pool. */
+  url: string
+  /** Admin connection to the service database, when one is known. */
+  adminUrl: string | undefined
+  embedded: EmbeddedCluster | undefined
+}
+
+export function rolePasswords(config: Config) {
+  return {
+    authApi: config.AUTH_API_DB_PASSWORD,
+    writeApi: config.WRITE_API_DB_PASSWORD,
+    readonly: config.READONLY_DB_PASSWORD,
+  }
+}
+
+export function serviceUrl(adminUrl: string, database: string, password: string): string {
+  const u = new URL(withDatabase(adminUrl, database))
+  u.username = 'auth_api_user'
+  u.password = password
+  return u.toString()
+}
+
+export async function prepareDatabase(config: Config, log: (line: string) => void): Promise<PreparedDatabase> {
+  if (config.embedded) {
+    const cluster = await startEmbedded({
+      dataDir: path.join(config.dataDir, 'postgres'),
+      port: config.EMBEDDED_PG_PORT,
+      log,
+    })
+    await bootstrap({
+      adminUrl: cluster.adminUrl,
+      database: config.POSTGRES_DB,
+      passwords: rolePasswords(config),
+      log,
+    })
+    const adminUrl = withDatabase(cluster.adminUrl, config.POSTGRES_DB)
+    if (config.runMigrations) await runMigrations(adminUrl, log)
+    return {
+      url: serviceUrl(cluster.adminUrl, config.POSTGRES_DB, config.AUTH_API_DB_PASSWORD),
+      adminUrl,
+      embedded: cluster,
+    }
+  }
+  const url = config.databaseUrl as string
+  if (config.runMigrations) {
+    if (config.databaseAdminUrl === undefined) {
+      log('RUN_MIGRATIONS is on but DATABASE_ADMIN_URL is unset: skipping migrations')
+    } else {
+      await runMigrations(config.databaseAdminUrl, log)
+    }
+  }
+  return { url, adminUrl: config.databaseAdminUrl, embedded: undefined }
+}
+
+async function runMigrations(adminUrl: string, log: (line: string) => void): Promise<void> {
+  const ran = await migrate({ adminUrl })
+  log(ran.length === 0 ? 'migrations: up to date' : `migrations applied: ${ran.map((m) => m.name).join(', ')}`)
+}

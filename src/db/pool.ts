@@ -1,0 +1,38 @@
+// The service's one pg Pool (seed-000 settings, all configurable), connected as
+// auth_api_user. Stats feed /api/health/database and /metrics.
+import pg from 'pg'
+import type { Config } from '../config.ts'
+
+export interface PoolStats {
+  total: number
+  idle: number
+  waiting: number
+  max: number
+  min: number
+}
+
+export function createPool(config: Config, connectionString: string): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: config.DATABASE_POOL_MAX,
+    min: Math.min(config.DATABASE_POOL_MIN, config.DATABASE_POOL_MAX),
+    idleTimeoutMillis: config.DATABASE_IDLE_TIMEOUT_MS,
+    connectionTimeoutMillis: config.DATABASE_CONNECT_TIMEOUT_MS,
+    ssl: config.DATABASE_SSL ? { rejectUnauthorized: true } : undefined,
+    application_name: 'activity-auth',
+  })
+  // An idle client losing its connection (server restart) must not crash the
+  // process; the pool drops it and the next query gets a fresh one.
+  pool.on('error', () => undefined)
+  return pool
+}
+
+export function poolStats(pool: pg.Pool): PoolStats {
+  return {
+    total: pool.totalCount,
+    idle: pool.idleCount,
+    waiting: pool.waitingCount,
+    max: pool.options.max,
+    min: pool.options.min ?? 0,
+  }
+}

@@ -1,0 +1,27 @@
+// The database plugin: one pool for the app, ended when the app closes.
+import fp from 'fastify-plugin'
+import type pg from 'pg'
+import type { Config } from '../config.ts'
+import { createPool } from '../db/pool.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: pg.Pool
+  }
+}
+
+export interface DbPluginOptions {
+  config: Config
+  connectionString: string
+}
+
+export default fp<DbPluginOptions>(
+  async (app, opts) => {
+    const pool = createPool(opts.config, opts.connectionString)
+    app.decorate('db', pool)
+    app.addHook('onClose', async () => {
+      await pool.end()
+    })
+  },
+  { name: 'db' },
+)
