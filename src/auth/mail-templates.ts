@@ -1,0 +1,93 @@
+// The mails this service sends, as pure functions: plain text first (what every
+// client shows), a minimal HTML twin. Anything inserted into HTML is escaped.
+
+export interface MailContent {
+  subject: string
+  text: string
+  html: string
+}
+
+const HTML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+}
+
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c)
+}
+
+const html = (paragraphs: string[]) =>
+  `<!doctype html><html><body style="font-family:sans-serif">${paragraphs.map((p) => `<p>${p}</p>`).join('')}</body></html>`
+
+const button = (link: string, label: string) => `<a href="${escapeHtml(link)}">${escapeHtml(label)}</a>`
+
+const IGNORE = 'If you did not ask for this, you can ignore this message.'
+
+export function verificationMail(link: string): MailContent {
+  return {
+    subject: 'Confirm your email address',
+    text: [
+      'Welcome! Please confirm your email address by opening this link:',
+      '',
+      link,
+      '',
+      'The link works once and expires.',
+      IGNORE,
+    ].join('\n'),
+    html: html([
+      'Welcome! Please confirm your email address.',
+      button(link, 'Confirm my email address'),
+      `Or copy this link into your browser: ${escapeHtml(link)}`,
+      'The link works once and expires.',
+      IGNORE,
+    ]),
+  }
+}
+
+export function passwordResetMail(link: string): MailContent {
+  return {
+    subject: 'Reset your password',
+    text: [
+      'Someone asked to reset the password of the account for this address. To choose a new password, open:',
+      '',
+      link,
+      '',
+      'The link works once and expires. Resetting your password signs you out everywhere.',
+      IGNORE,
+    ].join('\n'),
+    html: html([
+      'Someone asked to reset the password of the account for this address.',
+      button(link, 'Choose a new password'),
+      `Or copy this link into your browser: ${escapeHtml(link)}`,
+      'The link works once and expires. Resetting your password signs you out everywhere.',
+      IGNORE,
+    ]),
+  }
+}
+
+/**
+ * Sent instead of a verification mail when someone signs up with an address that already
+ * has an account: the sign-up answer is the same either way, only the owner learns of it.
+ * No token: a reset must be asked for through the app's "forgot password".
+ */
+export function accountExistsMail(appUrl: string): MailContent {
+  return {
+    subject: 'Someone tried to sign up with your email address',
+    text: [
+      'Someone tried to create an account with this email address, but you already have one.',
+      '',
+      'If it was you: log in with your password, or use "Forgot password" on the login screen to reset it.',
+      appUrl,
+      '',
+      'If it was not you, you can ignore this message: your account has not been changed.',
+    ].join('\n'),
+    html: html([
+      'Someone tried to create an account with this email address, but you already have one.',
+      `If it was you: log in with your password, or use &quot;Forgot password&quot; on the login screen to reset it. ${button(appUrl, appUrl)}`,
+      'If it was not you, you can ignore this message: your account has not been changed.',
+    ]),
+  }
+}

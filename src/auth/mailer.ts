@@ -1,0 +1,54 @@
+// Outgoing mail. With SMTP_URL it goes through nodemailer; without (development)
+// nothing is sent and one log line carries the recipient, subject and link, so the
+// verify and reset flows still work by copying the link from the log.
+import nodemailer from 'nodemailer'
+import { accountExistsMail, passwordResetMail, verificationMail, type MailContent } from './mail-templates.ts'
+
+export interface MailerOptions {
+  /** e.g. smtp://user:pass@host:587 or smtps://…; append ?pool=true to reuse connections. Unset: log only. */
+  smtpUrl?: string
+  from: string
+  /** Base of the links in mail (APP_URL), with or without a trailing slash. */
+  appUrl: string
+  logger: { info(obj: object, msg: string): void }
+}
+
+export interface Mailer {
+  sendVerification(to: string, token: string): Promise<void>
+  sendPasswordReset(to: string, token: string): Promise<void>
+  sendAccountExists(to: string): Promise<void>
+  close(): Promise<void>
+}
+
+export function createMailer(opts: MailerOptions): Mailer {
+  const base = opts.appUrl.replace(/\/+$/, '')
+  const tokenLink = (path: string, token: string) => `${base}${path}?token=${encodeURIComponent(token)}`
+  const transport = opts.smtpUrl === undefined ? undefined : nodemailer.createTransport(opts.smtpUrl)
+
+  const send = async (to: string, mail: MailContent, link: string): Promise<void> => {
+    if (!transport) {
+      opts.logger.info({ to, subject: mail.subject, link }, `mail not sent (no SMTP_URL): ${mail.subject}`)
+      return
+    }
+    const info = await transport.sendMail({ from: opts.from, to, subject: mail.subject, text: mail.text, html: mail.html })
+    // No recipient and no link here: a sent link is a credential and belongs only in the mailbox.
+    opts.logger.info({ messageId: info.messageId, subject: mail.subject }, 'mail sent')
+  }
+
+  return {
+    async sendVerification(to, token) {
+      const link = tokenLink('/verify-email', token)
+      await send(to, verificationMail(link), link)
+    },
+    async sendPasswordReset(to, token) {
+      const link = tokenLink('/reset-password', token)
+      await send(to, passwordResetMail(link), link)
+    },
+    async sendAccountExists(to) {
+      await send(to, accountExistsMail(base), base)
+    },
+    async close() {
+      transport?.close()
+    },
+  }
+}

@@ -1,0 +1,96 @@
+// RFC 9457 problem details. Routes throw an HttpProblem; the errors plugin
+// turns it (and every other error) into an application/problem+json body with
+// a stable `code` that clients may branch on — never on `detail`, which is prose.
+import { STATUS_CODES } from 'node:http'
+import { Type, type Static } from '@sinclair/typebox'
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
+
+const PROBLEM_TYPE_BASE = 'https://activity-auth.dev/problems/'
+
+/** Reused by routes in their 4xx/5xx response schemas. */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String({ format: 'uri' }),
+    title: Type.String(),
+    status: Type.Integer({ minimum: 400, maximum: 599 }),
+    detail: Type.Optional(Type.String()),
+    code: Type.String(),
+    requestId: Type.String(),
+  },
+  { additionalProperties: false, title: 'Problem' },
+)
+
+export type Problem = Static<typeof ProblemSchema>
+
+/** The stable `type` URI of a code. */
+export function problemType(code: string): string {
+  return PROBLEM_TYPE_BASE + code
+}
+
+/** The reason phrase of a status ("Too Many Requests"). */
+export function statusTitle(status: number): string {
+  return STATUS_CODES[status] ?? 'Error'
+}
+
+export interface HttpProblemOptions {
+  /** Response headers that belong to the answer (Retry-After, Allow). */
+  headers?: Record<string, string>
+  /** Extra members of the body; only kept where the route's schema names them. */
+  extra?: Record<string, unknown>
+}
+
+export class HttpProblem extends Error {
+  override name = 'HttpProblem'
+  readonly status: number
+  readonly code: string
+  readonly title: string
+  readonly detail: string
+  readonly headers?: Record<string, string>
+  readonly extra?: Record<string, unknown>
+
+  constructor(status: number, code: string, detail: string, options: HttpProblemOptions = {}) {
+    super(detail)
+    this.status = status
+    this.code = code
+    this.title = statusTitle(status)
+    this.detail = detail
+    if (options.headers !== undefined) this.headers = options.headers
+    if (options.extra !== undefined) this.extra = options.extra
+  }
+
+  /** The response body; the standard members win over `extra`. */
+  toBody(requestId: string): Problem & Record<string, unknown> {
+    return {
+      ...this.extra,
+      type: problemType(this.code),
+      title: this.title,
+      status: this.status,
+      detail: this.detail,
+      code: this.code,
+      requestId,
+    }
+  }
+}
+
+export const badRequest = (code: string, detail: string): HttpProblem => new HttpProblem(400, code, detail)
+
+export const unauthorized = (code: string, detail: string): HttpProblem => new HttpProblem(401, code, detail)
+
+export const forbidden = (code: string, detail: string): HttpProblem => new HttpProblem(403, code, detail)
+
+export const notFound = (code: string, detail: string): HttpProblem => new HttpProblem(404, code, detail)
+
+export const conflict = (code: string, detail: string): HttpProblem => new HttpProblem(409, code, detail)
+
+export const tooManyRequests = (code: string, detail: string, retryAfterSeconds: number): HttpProblem =>
+  new HttpProblem(429, code, detail, {
+    // Retry-After is whole seconds (RFC 9110); never 0, or clients retry at once.
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  })
+
+export const unsupportedMediaType = (detail = 'unsupported media type'): HttpProblem =>
+  new HttpProblem(415, 'unsupported_media_type', detail)
+
+export const payloadTooLarge = (detail = 'request body too large'): HttpProblem =>
+  new HttpProblem(413, 'payload_too_large', detail)

@@ -1,0 +1,202 @@
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { SMTPServer } from 'smtp-server'
+import { createMailer } from '../../src/auth/mailer.ts'
+import { escapeHtml } from '../../src/auth/mail-templates.ts'
+
+const FROM = 'Activity <no-reply@activity.test>'
+// Characters a URL must encode, so the test notices a token pasted in raw.
+const TOKEN = 'tok+/=&?en with space_ü'
+
+interface Delivered {
+  mailFrom: string
+  rcptTo: string[]
+  raw: string
+}
+
+/** A real SMTP server in-process, collecting what it receives. */
+async function smtpSink(t: Test) {
+  const delivered: Delivered[] = []
+  let connections = 0
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onConnect(_session, callback) {
+      connections++
+      callback()
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = []
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+      stream.on('end', () => {
+        const mailFrom = session.envelope.mailFrom
+        delivered.push({
+          mailFrom: mailFrom === false ? '' : mailFrom.address,
+          rcptTo: session.envelope.rcptTo.map((r) => r.address),
+          raw: Buffer.concat(chunks).toString('utf8'),
+        })
+        callback()
+      })
+    },
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server.server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const { port } = server.server.address() as AddressInfo
+  return { url: `smtp://127.0.0.1:${port}`, delivered, connections: () => connections }
+}
+
+function recordingLogger() {
+  const calls: { obj: Record<string, unknown>; msg: string }[] = []
+  return { calls, info: (obj: object, msg: string) => calls.push({ obj: obj as Record<string, unknown>, msg }) }
+}
+
+// --- a minimal MIME reader: enough for what nodemailer writes (multipart/alternative, QP or base64) ---
+
+function splitHead(raw: string): { headers: Map<string, string>; body: string } {
+  const at = raw.indexOf('\r\n\r\n')
+  const head = raw.slice(0, at).replace(/\r\n[ \t]+/g, ' ')
+  const headers = new Map<string, string>()
+  for (const line of head.split('\r\n')) {
+    const colon = line.indexOf(':')
+    headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
+  }
+  return { headers, body: raw.slice(at + 4) }
+}
+
+function decode(body: string, encoding: string | undefined): string {
+  switch (encoding?.toLowerCase()) {
+    case 'quoted-printable': {
+      // Escape literal % first so only the =XX escapes turn into bytes.
+      const bytes = body
+        .replace(/=\r\n/g, '')
+        .replace(/%/g, '%25')
+        .replace(/=([0-9A-F]{2})/gi, (_m, hex: string) => `%${hex}`)
+      return decodeURIComponent(bytes)
+    }
+    case 'base64':
+      return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8')
+    default:
+      return body
+  }
+}
+
+function readMail(raw: string) {
+  const { headers, body } = splitHead(raw)
+  const parts = new Map<string, string>()
+  const boundary = /boundary="?([^";]+)"?/.exec(headers.get('content-type') ?? '')?.[1]
+  const bodies = boundary === undefined ? [raw] : body.split(`--${boundary}`).slice(1, -1)
+  for (const part of bodies) {
+    const p = boundary === undefined ? { headers, body } : splitHead(part.replace(/^\r\n/, ''))
+    const type = (p.headers.get('content-type') ?? '').split(';')[0] ?? ''
+    parts.set(type, decode(p.body.replace(/\r\n$/, ''), p.headers.get('content-transfer-encoding')))
+  }
+  return { headers, text: parts.get('text/plain') ?? '', html: parts.get('text/html') ?? '' }
+}
+
+const linksIn = (text: string) => text.match(/https?:\/\/\S+/g) ?? []
+
+// ---
+
+t.test('the decoder used below reads quoted-printable the way mail clients do', async (t) => {
+  t.equal(decode('a=3Db=\r\nc 100% =C3=BC ?token=3Dx%2B', 'quoted-printable'), 'a=bc 100% ü ?token=x%2B')
+})
+
+t.test('verification and reset mails reach the recipient with a working, exact link', async (t) => {
+  const smtp = await smtpSink(t)
+  const log = recordingLogger()
+  const mailer = createMailer({ smtpUrl: smtp.url, from: FROM, appUrl: 'https://app.example.test/', logger: log })
+  t.teardown(() => mailer.close())
+
+  await mailer.sendVerification('alice@example.test', TOKEN)
+  await mailer.sendPasswordReset('bob@example.test', TOKEN)
+  t.equal(smtp.delivered.length, 2)
+
+  const cases = [
+    { i: 0, to: 'alice@example.test', subject: 'Confirm your email address', path: '/verify-email' },
+    { i: 1, to: 'bob@example.test', subject: 'Reset your password', path: '/reset-password' },
+  ]
+  for (const c of cases) {
+    const got = smtp.delivered[c.i]
+    if (!got) throw new Error(`mail ${c.i} missing`)
+    t.same(got.rcptTo, [c.to], 'envelope recipient')
+    t.equal(got.mailFrom, 'no-reply@activity.test', 'envelope sender')
+    const mail = readMail(got.raw)
+    t.equal(mail.headers.get('to'), c.to)
+    t.equal(mail.headers.get('from'), FROM)
+    t.equal(mail.headers.get('subject'), c.subject)
+
+    const links = linksIn(mail.text)
+    t.equal(links.length, 1, 'exactly one link in the text')
+    const link = links[0] ?? ''
+    t.equal(link, `https://app.example.test${c.path}?token=${encodeURIComponent(TOKEN)}`, 'no double slash, token URL-encoded')
+    const url = new URL(link)
+    t.equal(url.pathname, c.path)
+    t.equal(url.searchParams.get('token'), TOKEN, 'the page gets back the very token')
+    t.ok(mail.html.includes(`href="${escapeHtml(link)}"`), 'the HTML part links to the same place')
+  }
+  t.notOk(JSON.stringify(log.calls).includes(encodeURIComponent(TOKEN)), 'a sent link never goes to the log')
+  t.equal(log.calls.length, 2, 'one log line per mail sent')
+})
+
+t.test('the account-exists notice goes to the owner without any token', async (t) => {
+  const smtp = await smtpSink(t)
+  const mailer = createMailer({ smtpUrl: smtp.url, from: FROM, appUrl: 'https://app.example.test/auth', logger: recordingLogger() })
+  t.teardown(() => mailer.close())
+
+  await mailer.sendAccountExists('carol@example.test')
+  const got = smtp.delivered[0]
+  if (!got) throw new Error('no mail delivered')
+  t.same(got.rcptTo, ['carol@example.test'])
+  const mail = readMail(got.raw)
+  t.equal(mail.headers.get('from'), FROM)
+  t.equal(mail.headers.get('subject'), 'Someone tried to sign up with your email address')
+  t.match(mail.text, /already have (one|an account)/)
+  t.match(mail.text, /Forgot password/)
+  t.same(linksIn(mail.text), ['https://app.example.test/auth'])
+  t.notMatch(mail.text, /token/i)
+})
+
+t.test('an SMTP failure reaches the caller (who logs it) instead of vanishing', async (t) => {
+  const probe = createServer()
+  probe.listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const { port } = probe.address() as AddressInfo
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+
+  const mailer = createMailer({ smtpUrl: `smtp://127.0.0.1:${port}`, from: FROM, appUrl: 'https://app.example.test', logger: recordingLogger() })
+  t.teardown(() => mailer.close())
+  await t.rejects(mailer.sendVerification('dave@example.test', TOKEN))
+})
+
+t.test('without SMTP_URL nothing is sent and the link is logged for the developer', async (t) => {
+  const smtp = await smtpSink(t)
+  const log = recordingLogger()
+  const mailer = createMailer({ smtpUrl: undefined, from: FROM, appUrl: 'http://localhost:8000', logger: log })
+
+  await mailer.sendVerification('erin@example.test', TOKEN)
+  await mailer.sendPasswordReset('erin@example.test', 'reset-token')
+  await mailer.sendAccountExists('erin@example.test')
+  await mailer.close()
+
+  t.equal(smtp.connections(), 0, 'no SMTP connection attempted')
+  t.equal(log.calls.length, 3, 'one line per mail')
+  t.same(
+    log.calls.map((c) => c.obj),
+    [
+      {
+        to: 'erin@example.test',
+        subject: 'Confirm your email address',
+        link: `http://localhost:8000/verify-email?token=${encodeURIComponent(TOKEN)}`,
+      },
+      { to: 'erin@example.test', subject: 'Reset your password', link: 'http://localhost:8000/reset-password?token=reset-token' },
+      { to: 'erin@example.test', subject: 'Someone tried to sign up with your email address', link: 'http://localhost:8000' },
+    ],
+  )
+})
+
+t.test('text inserted into the HTML body is escaped', async (t) => {
+  t.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;')
+})
