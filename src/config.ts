@@ -67,6 +67,7 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_MAX: Int(100, 1),
   RATE_LIMIT_WINDOW_SECONDS: Int(60, 1),
   RATE_LIMIT_CREDENTIALS_MAX: Int(10, 1),
+  RATE_LIMIT_REDIS_PREFIX: Type.String({ default: 'activity-auth-rl:', minLength: 1 }),
   LOCKOUT_THRESHOLD: Int(5, 1, 1000),
   LOCKOUT_BASE_SECONDS: Int(60, 1),
   LOCKOUT_MAX_SECONDS: Int(900, 1),
@@ -79,6 +80,9 @@ export const EnvSchema = Type.Object({
   ARGON2_PARALLELISM: Int(1, 1, 64),
 
   BODY_LIMIT: Int(16_384, 1024, 10_485_760),
+  // Behind a reverse proxy: take the client address from X-Forwarded-For (for rate limits, audit).
+  TRUST_PROXY: Bool(false),
+  SWAGGER_ENABLED: Bool(true),
   CORS_ORIGINS: Type.String({ default: '' }),
   CLEANUP_INTERVAL_MINUTES: Int(0, 0),
   AUDIT_RETENTION_DAYS: Int(90, 1),
@@ -106,6 +110,13 @@ export const DEV_PASSWORDS: ReadonlySet<string> = new Set([
   'write_api_dev_password',
   'readonly_dev_password',
 ])
+
+/** CORS_ORIGINS is a comma-separated list. */
+export function corsOrigins(config: Config): string[] {
+  return config.CORS_ORIGINS.split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -166,6 +177,10 @@ export function assertProductionSafe(config: Config): void {
     if (password !== undefined && DEV_PASSWORDS.has(password)) {
       problems.push('a database URL uses a development password')
     }
+  }
+  if (config.JWT_PRIVATE_KEY === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
+  if (config.SMTP_URL === undefined && config.REQUIRE_EMAIL_VERIFICATION) {
+    problems.push('SMTP_URL is required while REQUIRE_EMAIL_VERIFICATION is on')
   }
   if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`)
 }

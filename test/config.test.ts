@@ -33,6 +33,21 @@ t.test('seed-003 POSTGRES_* variables build the connection when DATABASE_URL is 
 
 t.test('production refuses development defaults', async (t) => {
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), /DATABASE_URL is required/)
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /JWT_PRIVATE_KEY is required/)
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /SMTP_URL is required/)
+  t.doesNotThrow(
+    () =>
+      loadConfig({
+        NODE_ENV: 'production',
+        DATABASE_URL: 'postgresql://auth_api_user:s3cret-a@db/activitydb',
+        AUTH_API_DB_PASSWORD: 's3cret-a',
+        WRITE_API_DB_PASSWORD: 's3cret-b',
+        READONLY_DB_PASSWORD: 's3cret-c',
+        JWT_PRIVATE_KEY: 'pem',
+        REQUIRE_EMAIL_VERIFICATION: 'false',
+      }),
+    'no SMTP needed when verification is off',
+  )
   t.throws(
     () => loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgresql://auth_api_user:auth_api_dev_password@db/activitydb' }),
     /development password/,
@@ -43,6 +58,8 @@ t.test('production refuses development defaults', async (t) => {
     AUTH_API_DB_PASSWORD: 's3cret-a',
     WRITE_API_DB_PASSWORD: 's3cret-b',
     READONLY_DB_PASSWORD: 's3cret-c',
+    JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----',
+    SMTP_URL: 'smtp://mail.internal:587',
   })
   t.equal(ok.runMigrations, false, 'production does not migrate at start unless asked')
 })

@@ -129,6 +129,21 @@ CREATE INDEX audit_logs_action_created_at_idx ON activity.audit_logs (action, cr
 -- Internal helpers (granted to nobody)
 -- ---------------------------------------------------------------------------
 
+-- The request address as inet, or NULL when PostgreSQL cannot parse it (a forged
+-- X-Forwarded-For, an IPv6 zone id): a bad address must never fail a login.
+CREATE FUNCTION activity.fn_inet(p_ip text)
+RETURNS inet
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+  RETURN NULLIF(btrim(p_ip), '')::inet;
+EXCEPTION WHEN invalid_text_representation THEN
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION activity.fn_inet(text) IS 'Internal: text to inet, NULL when empty or unparsable.';
+REVOKE ALL ON FUNCTION activity.fn_inet(text) FROM PUBLIC;
+
 CREATE FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = activity, pg_temp
@@ -136,7 +151,7 @@ AS $$
 BEGIN
   INSERT INTO activity.audit_logs (action, user_id, ip, user_agent, request_id, details)
   VALUES (p_action, p_user_id,
-          NULLIF(p_ctx->>'ip', '')::inet,
+          activity.fn_inet(p_ctx->>'ip'),
           left(NULLIF(p_ctx->>'userAgent', ''), 512),
           left(NULLIF(p_ctx->>'requestId', ''), 128),
           COALESCE(p_details, '{}'));
@@ -292,7 +307,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 BEGIN
   UPDATE activity.users u
-     SET last_login_at = now(), last_login_ip = NULLIF(btrim(p_ip), '')::inet
+     SET last_login_at = now(), last_login_ip = activity.fn_inet(p_ip)
    WHERE u.id = p_user_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
@@ -429,7 +444,7 @@ BEGIN
     VALUES (p_user_id, p_token_hash, p_jti,
             least(now() + make_interval(secs => p_idle_ttl_seconds), v_family_expires),
             gen_random_uuid(), v_family_expires,
-            left(NULLIF(p_ctx->>'userAgent', ''), 512), NULLIF(p_ctx->>'ip', '')::inet)
+            left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
     RETURNING * INTO v_token;
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
@@ -584,7 +599,7 @@ BEGIN
     VALUES (v_old.user_id, p_new_token_hash, p_new_jti,
             least(now() + make_interval(secs => p_idle_ttl_seconds), v_old.family_expires_at),
             v_old.family_id, v_old.family_expires_at,
-            left(NULLIF(p_ctx->>'userAgent', ''), 512), NULLIF(p_ctx->>'ip', '')::inet)
+            left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
     RETURNING * INTO v_new;
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
@@ -817,7 +832,7 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
   END IF;
   UPDATE activity.users u
-     SET last_login_at = now(), last_login_ip = NULLIF(p_ctx->>'ip', '')::inet,
+     SET last_login_at = now(), last_login_ip = activity.fn_inet(p_ctx->>'ip'),
          failed_login_attempts = 0, locked_until = NULL
    WHERE u.id = p_user_id;
   DELETE FROM activity.login_attempts a WHERE a.scope = 'email' AND a.key = v_email;
@@ -1065,6 +1080,7 @@ DROP FUNCTION activity.sp_create_user(text, text, jsonb);
 DROP FUNCTION activity.fn_lock_until(integer, integer, integer, integer);
 DROP FUNCTION activity.fn_revoke_user_families(uuid, uuid, text);
 DROP FUNCTION activity.fn_audit(text, uuid, jsonb, jsonb);
+DROP FUNCTION activity.fn_inet(text);
 
 DROP TABLE activity.audit_logs;
 DROP TABLE activity.email_tokens;

@@ -4,7 +4,10 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { projectPath } from '../../src/paths.ts'
 
-export const RUN_FILE = projectPath('.data', 'test-run.json')
+// One file per tap run, keyed by the runner's pid (the parent of the setup, the
+// teardown and every test process), so concurrent runs in one checkout never
+// read, or stop, each other's server.
+export const RUN_FILE = projectPath('.data', `test-run-${process.ppid}.json`)
 
 /** Role passwords the harness bootstraps with (test only; on trust servers they are not even checked). */
 export const TEST_PASSWORDS = {
