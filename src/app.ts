@@ -1,28 +1,132 @@
 // buildApp(config): the whole HTTP application, in three layers — external
 // plugins, app plugins, routes. server.ts and the tests build it the same way.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Config } from './config.ts'
+import type { DestinationStream } from 'pino'
+import { loadSigningKeys } from './auth/keys.ts'
+import { createMailer, type Mailer } from './auth/mailer.ts'
+import { createPasswordHasher } from './auth/passwords.ts'
+import { AuthService } from './auth/service.ts'
+import { corsOrigins, type Config } from './config.ts'
+import { checkSession } from './db/procedures.ts'
+import { loggingServerOptions } from './logging.ts'
 import dbPlugin from './plugins/db.ts'
+import errorsPlugin, { errorServerOptions } from './plugins/errors.ts'
+import externalPlugin from './plugins/external.ts'
+import jwtPlugin from './plugins/jwt.ts'
+import metricsPlugin from './plugins/metrics.ts'
+import rateLimitPlugin from './plugins/rate-limit.ts'
+import authRoutes from './routes/auth/index.ts'
 import healthRoutes from './routes/health/index.ts'
+import pageRoutes from './routes/pages/index.ts'
+import wellKnownRoutes from './routes/well-known/index.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auth: AuthService
+  }
+}
 
 export interface AppOptions {
   /** auth_api_user connection string. */
   databaseUrl: string
+  /** Where logs go (tests capture them); stdout by default. */
+  logStream?: DestinationStream
+  /** Replace the mail transport (tests use a real in-process SMTP server via SMTP_URL instead). */
+  mailer?: Mailer
 }
 
 /** Constructor options shared by the server and the tests. */
-export function serverOptions(config: Config): FastifyServerOptions {
+export function serverOptions(config: Config, logStream?: DestinationStream): FastifyServerOptions {
   return {
-    logger: config.LOG_LEVEL === 'silent' ? false : { level: config.LOG_LEVEL },
-    trustProxy: false,
+    ...loggingServerOptions(config.LOG_LEVEL, logStream),
+    ...errorServerOptions(),
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
   }
 }
 
 export async function buildApp(config: Config, options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify(serverOptions(config))
+  const app = Fastify(serverOptions(config, options.logStream))
+
+  // external layer
+  await app.register(errorsPlugin)
+  await app.register(externalPlugin, { corsOrigins: corsOrigins(config), swagger: config.SWAGGER_ENABLED })
+  await app.register(rateLimitPlugin, {
+    enabled: config.RATE_LIMIT_ENABLED,
+    max: config.RATE_LIMIT_MAX,
+    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    redisUrl: config.REDIS_URL,
+    namespace: config.RATE_LIMIT_REDIS_PREFIX,
+  })
+
   // app layer
   await app.register(dbPlugin, { config, connectionString: options.databaseUrl })
+  await app.register(metricsPlugin, { pool: app.db })
+  const keys = await loadSigningKeys({
+    privateKeyPem: config.JWT_PRIVATE_KEY,
+    previousPublicKeysPem: config.JWT_PREVIOUS_PUBLIC_KEYS,
+    dataDir: config.dataDir,
+    production: config.NODE_ENV === 'production',
+  })
+  await app.register(jwtPlugin, {
+    keys,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    accessTokenTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+    checkSession: (userId, sessionId) => checkSession(app.db, { userId, familyId: sessionId }),
+  })
+  const mailer =
+    options.mailer ??
+    createMailer({
+      ...(config.SMTP_URL === undefined ? {} : { smtpUrl: config.SMTP_URL }),
+      from: config.MAIL_FROM,
+      appUrl: config.APP_URL,
+      logger: app.log,
+    })
+  const service = new AuthService({
+    db: app.db,
+    hasher: createPasswordHasher({
+      memoryKiB: config.ARGON2_MEMORY_KIB,
+      timeCost: config.ARGON2_TIME_COST,
+      parallelism: config.ARGON2_PARALLELISM,
+    }),
+    mailer,
+    log: app.log,
+    signAccessToken: (claims) => app.signAccessToken(claims),
+    onLoginOutcome: (outcome) => app.metrics.loginOutcome(outcome),
+    onRefreshReuse: () => app.metrics.refreshReuse(),
+    policy: {
+      requireEmailVerification: config.REQUIRE_EMAIL_VERIFICATION,
+      refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
+      refreshFamilyTtlSeconds: config.REFRESH_FAMILY_TTL_SECONDS,
+      refreshReuseGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
+      emailTokenTtlSeconds: config.EMAIL_TOKEN_TTL_SECONDS,
+      lockout: {
+        threshold: config.LOCKOUT_THRESHOLD,
+        baseSeconds: config.LOCKOUT_BASE_SECONDS,
+        maxSeconds: config.LOCKOUT_MAX_SECONDS,
+        ipThreshold: config.LOCKOUT_IP_THRESHOLD,
+        windowSeconds: config.LOCKOUT_WINDOW_SECONDS,
+      },
+    },
+  })
+  app.decorate('auth', service)
+  // Background mail finishes before the pool and the transport close.
+  app.addHook('onClose', async () => {
+    await service.drain()
+    await mailer.close()
+  })
+
   // routes
   await app.register(healthRoutes)
+  await app.register(wellKnownRoutes, { keys })
+  await app.register(pageRoutes)
+  await app.register(authRoutes, {
+    prefix: '/api/auth',
+    service,
+    credentialRateLimit: config.RATE_LIMIT_ENABLED
+      ? { max: config.RATE_LIMIT_CREDENTIALS_MAX, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
+      : false,
+  })
   return app
 }

@@ -63,3 +63,20 @@ t.test('production refuses development defaults', async (t) => {
   })
   t.equal(ok.runMigrations, false, 'production does not migrate at start unless asked')
 })
+
+t.test('.env.example lists every variable of the schema, and loads as a valid development config', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const { EnvSchema } = await import('../src/config.ts')
+  const { projectPath } = await import('../src/paths.ts')
+  const text = await readFile(projectPath('.env.example'), 'utf8')
+  const entries = Object.fromEntries(
+    text
+      .split('\n')
+      .filter((l) => /^[A-Z0-9_]+=/.test(l))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  )
+  for (const key of Object.keys(EnvSchema.properties)) t.ok(key in entries, `${key} is in .env.example`)
+  const c = loadConfig(entries)
+  t.equal(c.NODE_ENV, 'development')
+  t.ok(c.embedded)
+})

@@ -8,7 +8,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { projectPath } from '../src/paths.ts'
+import { nodeArgs } from './helpers/child.ts'
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -35,7 +35,7 @@ async function waitReady(port: number, child: ChildProcess, output: () => string
 }
 
 function start(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['--import', 'tsx', projectPath('src/server.ts')], {
+  const child = spawn(process.execPath, nodeArgs('src/server.ts'), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
+import { nodeArgs } from '../helpers/child.ts'
 import { withClient } from '../../src/db/bootstrap.ts'
 import { runCli } from '../../src/cli/db.ts'
 import { migrationNames } from '../../src/db/migrate.ts'
-import { projectPath } from '../../src/paths.ts'
 import { readRun, TEST_PASSWORDS } from '../helpers/cluster.ts'
 
 function cliEnv(database: string): NodeJS.ProcessEnv {
@@ -62,7 +62,7 @@ t.test('operator mistakes: usage and one-line errors', async (t) => {
 })
 
 t.test('the real command prints one line and exits 1 on an unreachable server', async (t) => {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', projectPath('src/cli/db.ts'), 'status'], {
+  const result = spawnSync(process.execPath, nodeArgs('src/cli/db.ts', 'status'), {
     env: { ...process.env, DATABASE_ADMIN_URL: 'postgresql://postgres@127.0.0.1:1/postgres', TEST_DATABASE_URL: '' },
     encoding: 'utf8',
   })

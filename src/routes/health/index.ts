@@ -1,8 +1,10 @@
-// Liveness (the process answers) and readiness (the database answers as
-// auth_api_user and every migration in the code is applied).
+// Health: liveness (the process answers), readiness (the database answers as
+// auth_api_user and every migration in the code is applied), a summary, and
+// database details (latency, pool) for operators.
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { compareMigrations, migrationNames } from '../../db/migrate.ts'
+import { poolStats } from '../../db/pool.ts'
 import { schemaMigrations } from '../../db/procedures.ts'
 
 const Live = Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false })
@@ -14,24 +16,77 @@ const Ready = Type.Object(
   },
   { additionalProperties: false },
 )
+const Pool = Type.Object(
+  { total: Type.Integer(), idle: Type.Integer(), waiting: Type.Integer(), max: Type.Integer(), min: Type.Integer() },
+  { additionalProperties: false },
+)
+const Database = Type.Object(
+  {
+    status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+    latencyMs: Type.Union([Type.Number(), Type.Null()]),
+    appliedMigrations: Type.Integer(),
+    pendingMigrations: Type.Array(Type.String()),
+    pool: Pool,
+  },
+  { additionalProperties: false },
+)
+const Summary = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+    uptimeSeconds: Type.Number(),
+    database: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+    migrations: Type.Union([Type.Literal('current'), Type.Literal('pending')]),
+  },
+  { additionalProperties: false },
+)
 
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   // The code's migrations do not change while the process runs: read them once.
   const inCode = await migrationNames()
+  const tags = ['health']
 
-  app.get('/api/health/live', { schema: { response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
-
-  app.get('/api/health/ready', { schema: { response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
+  /** One round trip as auth_api_user: reachability, latency and migration state together. */
+  async function probe() {
+    const started = performance.now()
     try {
       const applied = await schemaMigrations(app.db)
-      const { pending } = compareMigrations(applied, inCode)
-      const ready = pending.length === 0
-      return await reply
-        .code(ready ? 200 : 503)
-        .send({ status: ready ? 'ready' : 'not_ready', database: 'up', pendingMigrations: pending })
+      const latencyMs = Math.round((performance.now() - started) * 100) / 100
+      return { up: true as const, latencyMs, applied: applied.length, pending: compareMigrations(applied, inCode).pending }
     } catch (err) {
-      app.log.warn({ err }, 'readiness check: database unreachable')
-      return reply.code(503).send({ status: 'not_ready', database: 'down', pendingMigrations: [] })
+      app.log.warn({ err }, 'health check: database unreachable')
+      return { up: false as const, latencyMs: null, applied: 0, pending: [] }
     }
+  }
+
+  app.get('/api/health/live', { schema: { tags, response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
+
+  app.get('/api/health/ready', { schema: { tags, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
+    const p = await probe()
+    const ready = p.up && p.pending.length === 0
+    return reply
+      .code(ready ? 200 : 503)
+      .send({ status: ready ? 'ready' : 'not_ready', database: p.up ? 'up' : 'down', pendingMigrations: p.pending })
+  })
+
+  app.get('/api/health', { schema: { tags, response: { 200: Summary, 503: Summary } } }, async (_request, reply) => {
+    const p = await probe()
+    const ok = p.up && p.pending.length === 0
+    return reply.code(ok ? 200 : 503).send({
+      status: ok ? 'ok' : 'degraded',
+      uptimeSeconds: Math.round(process.uptime()),
+      database: p.up ? 'up' : 'down',
+      migrations: p.pending.length === 0 ? 'current' : 'pending',
+    })
+  })
+
+  app.get('/api/health/database', { schema: { tags, response: { 200: Database, 503: Database } } }, async (_request, reply) => {
+    const p = await probe()
+    return reply.code(p.up ? 200 : 503).send({
+      status: p.up ? 'up' : 'down',
+      latencyMs: p.latencyMs,
+      appliedMigrations: p.applied,
+      pendingMigrations: p.pending,
+      pool: poolStats(app.db),
+    })
   })
 }

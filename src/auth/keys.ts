@@ -1,0 +1,113 @@
+// Signing keys for access tokens. One current private key (Ed25519 → EdDSA, or
+// P-256 → ES256) from JWT_PRIVATE_KEY, or — in development only — generated once
+// and kept under DATA_DIR. Earlier public keys (JWT_PREVIOUS_PUBLIC_KEYS) stay
+// published and accepted, so rotating the key logs nobody out.
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+
+export type JwtAlgorithm = 'EdDSA' | 'ES256'
+
+export interface KeyOptions {
+  privateKeyPem?: string | undefined
+  previousPublicKeysPem?: string | undefined
+  dataDir: string
+  production: boolean
+}
+
+export interface PublicKeyEntry {
+  kid: string
+  alg: JwtAlgorithm
+  pem: string
+  jwk: JsonWebKey
+}
+
+export interface SigningKeys {
+  kid: string
+  alg: JwtAlgorithm
+  privateKeyPem: string
+  publicKeyPem: string
+  /** Current key first, then the previous ones. */
+  jwks: { keys: JsonWebKey[] }
+  /** Public key PEM and algorithm for a kid we issued, current or previous. */
+  publicKeyFor(kid: string): PublicKeyEntry | undefined
+  algorithms: JwtAlgorithm[]
+  /** True when the key was generated (development). */
+  generated: boolean
+}
+
+function algorithmOf(key: KeyObject): JwtAlgorithm {
+  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA'
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256'
+  throw new Error(`unsupported JWT key type ${key.asymmetricKeyType ?? '?'} (use Ed25519 or P-256)`)
+}
+
+/** RFC 7638 thumbprint: SHA-256 over the required members in lexical order. */
+export function thumbprint(jwk: JsonWebKey): string {
+  const members =
+    jwk.kty === 'OKP'
+      ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x }
+      : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }
+  return createHash('sha256').update(JSON.stringify(members)).digest('base64url')
+}
+
+function publicEntry(key: KeyObject): PublicKeyEntry {
+  const alg = algorithmOf(key)
+  const exported = key.export({ format: 'jwk' })
+  const kid = thumbprint(exported)
+  const jwk: JsonWebKey = { ...exported, kid, alg, use: 'sig' }
+  return { kid, alg, pem: key.export({ format: 'pem', type: 'spki' }).toString(), jwk }
+}
+
+function splitPems(text: string | undefined): string[] {
+  return text?.match(/-----BEGIN [A-Z ]+-----[\s\S]+?-----END [A-Z ]+-----/g) ?? []
+}
+
+async function developmentKey(dataDir: string): Promise<{ pem: string; generated: boolean }> {
+  const dir = path.join(dataDir, 'jwt')
+  const file = path.join(dir, 'signing-key.pem')
+  try {
+    return { pem: await readFile(file, 'utf8'), generated: true }
+  } catch {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    await chmod(dir, 0o700)
+    const { privateKey } = generateKeyPairSync('ed25519')
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+    // 'wx': two instances starting at once must not overwrite each other's key.
+    try {
+      await writeFile(file, pem, { mode: 0o600, flag: 'wx' })
+      return { pem, generated: true }
+    } catch {
+      return { pem: await readFile(file, 'utf8'), generated: true }
+    }
+  }
+}
+
+export async function loadSigningKeys(opts: KeyOptions): Promise<SigningKeys> {
+  let source: { pem: string; generated: boolean }
+  if (opts.privateKeyPem !== undefined && opts.privateKeyPem.trim() !== '') {
+    // Environments often carry PEMs with literal "\n".
+    source = { pem: opts.privateKeyPem.replace(/\\n/g, '\n'), generated: false }
+  } else if (opts.production) {
+    throw new Error('JWT_PRIVATE_KEY is required in production')
+  } else {
+    source = await developmentKey(opts.dataDir)
+  }
+  const privateKey = createPrivateKey(source.pem)
+  const current = publicEntry(createPublicKey(privateKey))
+  const previous = splitPems(opts.previousPublicKeysPem?.replace(/\\n/g, '\n'))
+    .map((pem) => publicEntry(createPublicKey(pem)))
+    .filter((entry) => entry.kid !== current.kid)
+  const all = [current, ...previous]
+  const byKid = new Map(all.map((entry) => [entry.kid, entry]))
+  return {
+    kid: current.kid,
+    alg: current.alg,
+    privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    publicKeyPem: current.pem,
+    jwks: { keys: all.map((entry) => entry.jwk) },
+    publicKeyFor: (kid) => byKid.get(kid),
+    algorithms: [...new Set(all.map((entry) => entry.alg))],
+    generated: source.generated,
+  }
+}

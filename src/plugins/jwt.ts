@@ -1,0 +1,102 @@
+// Access tokens: @fastify/jwt with the asymmetric key of auth/keys.ts. Verification
+// pins the algorithm(s) of our own keys (never HS*, never none), the issuer and
+// the audience, and picks the public key by `kid`, so tokens signed by a previous
+// key stay valid after a rotation. app.authenticate also asks the database whether
+// the session (sid) is still live and the user still active.
+import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { randomUUID } from 'node:crypto'
+import { HttpProblem } from '../http/problem.ts'
+import type { SigningKeys } from '../auth/keys.ts'
+
+export interface AuthContext {
+  userId: string
+  sessionId: string
+  jti: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    signAccessToken: (claims: { userId: string; sessionId: string }) => Promise<{ token: string; expiresIn: number }>
+    /** preHandler for protected routes: sets request.auth or answers 401 invalid_token. */
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  }
+  interface FastifyRequest {
+    auth?: AuthContext
+  }
+}
+
+export interface JwtPluginOptions {
+  keys: SigningKeys
+  issuer: string
+  audience: string
+  accessTokenTtlSeconds: number
+  checkSession: (userId: string, sessionId: string) => Promise<boolean>
+}
+
+const invalidToken = (detail: string) =>
+  new HttpProblem(401, 'invalid_token', detail, { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } })
+
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/
+
+/** decode.complete is on, so the callback sees { header, payload }; read the header either way. */
+function headerOf(tokenOrHeader: TokenOrHeader): { kid?: unknown; alg?: unknown } {
+  const header: unknown = 'header' in tokenOrHeader ? tokenOrHeader.header : tokenOrHeader
+  return typeof header === 'object' && header !== null ? header : {}
+}
+
+export default fp<JwtPluginOptions>(
+  async (app, opts) => {
+    const { keys } = opts
+    await app.register(fastifyJwt, {
+      secret: {
+        private: keys.privateKeyPem,
+        // The key for the token's kid, and only if the token claims that key's algorithm.
+        public: async (_request: FastifyRequest, tokenOrHeader: TokenOrHeader) => {
+          const header = headerOf(tokenOrHeader)
+          const entry = typeof header.kid === 'string' ? keys.publicKeyFor(header.kid) : undefined
+          if (entry === undefined || header.alg !== entry.alg) throw new Error('unknown signing key')
+          return entry.pem
+        },
+      },
+      decode: { complete: true },
+      sign: {
+        algorithm: keys.alg,
+        kid: keys.kid,
+        iss: opts.issuer,
+        aud: opts.audience,
+        expiresIn: opts.accessTokenTtlSeconds,
+      },
+      verify: {
+        algorithms: keys.algorithms,
+        allowedIss: opts.issuer,
+        allowedAud: opts.audience,
+        requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp', 'iss', 'aud'],
+      },
+    })
+
+    app.decorate('signAccessToken', async ({ userId, sessionId }: { userId: string; sessionId: string }) => {
+      const token = app.jwt.sign({ sub: userId, sid: sessionId, jti: randomUUID() })
+      return { token, expiresIn: opts.accessTokenTtlSeconds }
+    })
+
+    app.decorate('authenticate', async (request: FastifyRequest) => {
+      const header = request.headers.authorization
+      if (typeof header !== 'string' || !BEARER.test(header)) throw invalidToken('a Bearer access token is required')
+      let payload: { sub?: unknown; sid?: unknown; jti?: unknown }
+      try {
+        payload = await request.jwtVerify<typeof payload>()
+      } catch {
+        throw invalidToken('access token is invalid or expired')
+      }
+      const { sub, sid, jti } = payload
+      if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string') {
+        throw invalidToken('access token is invalid or expired')
+      }
+      if (!(await opts.checkSession(sub, sid))) throw invalidToken('session has ended')
+      request.auth = { userId: sub, sessionId: sid, jti }
+    })
+  },
+  { name: 'jwt', fastify: '5.x' },
+)

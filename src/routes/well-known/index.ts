@@ -1,0 +1,29 @@
+// GET /.well-known/jwks.json: the public keys (current and previous) so other
+// services verify access tokens offline.
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import type { SigningKeys } from '../../auth/keys.ts'
+
+const Jwk = Type.Object(
+  {
+    kty: Type.String(),
+    crv: Type.String(),
+    x: Type.String(),
+    y: Type.Optional(Type.String()),
+    kid: Type.String(),
+    alg: Type.String(),
+    use: Type.Literal('sig'),
+  },
+  { additionalProperties: false },
+)
+
+export default async function wellKnownRoutes(app: FastifyInstance, opts: { keys: SigningKeys }): Promise<void> {
+  app.get(
+    '/.well-known/jwks.json',
+    { schema: { tags: ['keys'], response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }) } } },
+    async (_request, reply) => {
+      void reply.header('cache-control', 'public, max-age=300')
+      return opts.keys.jwks
+    },
+  )
+}

@@ -1,0 +1,68 @@
+// Login throttling: per-account lockout in the database (identical for existing
+// and unknown emails) and per-IP rate limits in memory or in a shared Redis.
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { build, json } from '../helpers/app.ts'
+import { createTestDatabase } from '../helpers/db.ts'
+
+const REDIS_URL = 'redis://127.0.0.1:6379'
+
+t.test('lockout after LOCKOUT_THRESHOLD failures: 429 + Retry-After, same for unknown emails', async (t) => {
+  const h = await build(t, { LOCKOUT_THRESHOLD: '3', LOCKOUT_BASE_SECONDS: '60', REQUIRE_EMAIL_VERIFICATION: 'false' })
+  await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'dan@example.test', password: 'dans real password' } })
+
+  const attempt = (email: string, password: string) =>
+    h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email, password } })
+
+  for (const email of ['dan@example.test', 'ghost@example.test']) {
+    for (let i = 0; i < 3; i++) t.equal((await attempt(email, 'wrong password!')).statusCode, 401, `${email}: failure ${i + 1}`)
+  }
+  const lockedKnown = await attempt('dan@example.test', 'dans real password')
+  const lockedGhost = await attempt('ghost@example.test', 'whatever it is')
+  for (const res of [lockedKnown, lockedGhost]) {
+    t.equal(res.statusCode, 429, 'locked, even with the right password')
+    t.equal(json(res).code, 'too_many_attempts')
+    const retry = Number(res.headers['retry-after'])
+    t.ok(retry > 0 && retry <= 60, `Retry-After ${retry}`)
+  }
+  const strip = (b: string) => ({ ...(JSON.parse(b) as object), requestId: undefined })
+  t.same(strip(lockedKnown.body), strip(lockedGhost.body), 'lockout reveals nothing')
+})
+
+t.test('per-IP limit on credential routes, in memory', async (t) => {
+  const h = await build(t, { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_CREDENTIALS_MAX: '3' })
+  const codes: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const res = await h.app.inject({ method: 'POST', url: '/api/auth/forgot-password', payload: { email: `x${i}@example.test` } })
+    codes.push(res.statusCode)
+    if (res.statusCode === 429) {
+      t.equal(json(res).code, 'rate_limited')
+      t.ok(Number(res.headers['retry-after']) > 0, 'Retry-After')
+    }
+  }
+  t.same(codes, [202, 202, 202, 429, 429])
+  const other = await h.app.inject({ method: 'GET', url: '/api/health/live' })
+  t.equal(other.statusCode, 200, 'other routes keep their own, larger budget')
+})
+
+t.test('two instances sharing one Redis share one limit', async (t) => {
+  const prefix = `activity-auth-test-${randomBytes(4).toString('hex')}:`
+  const redis = new Redis(REDIS_URL)
+  t.teardown(async () => {
+    const keys = await redis.keys(`${prefix}*`)
+    if (keys.length > 0) await redis.del(...keys)
+    await redis.quit()
+  })
+  const env = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_CREDENTIALS_MAX: '4', REDIS_URL, RATE_LIMIT_REDIS_PREFIX: prefix }
+  const db = await createTestDatabase(t)
+  const a = await build(t, env, db)
+  const b = await build(t, env, db)
+  const codes: number[] = []
+  for (const h of [a, b, a, b, a, b]) {
+    const res = await h.app.inject({ method: 'POST', url: '/api/auth/forgot-password', payload: { email: 'y@example.test' } })
+    codes.push(res.statusCode)
+  }
+  t.same(codes, [202, 202, 202, 202, 429, 429], 'the fifth request is refused whichever instance gets it')
+  t.ok((await redis.keys(`${prefix}*`)).length > 0, 'counters live in Redis')
+})
