@@ -735,6 +735,30 @@ COMMENT ON FUNCTION activity.sp_check_login_lock(text, text) IS 'One row: the la
 REVOKE ALL ON FUNCTION activity.sp_check_login_lock(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity.sp_check_login_lock(text, text) TO auth_api_user;
 
+-- One failed attempt for a key (an email or an ip): an atomic upsert, so concurrent
+-- failures each count exactly once. A counter idle for longer than the window
+-- restarts at 1; a running lock is never shortened.
+CREATE FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer,
+                                          p_max_seconds integer, p_window_seconds integer)
+RETURNS TABLE (failed_count integer, locked_until timestamptz)
+LANGUAGE sql SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+  INSERT INTO activity.login_attempts AS a (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)
+  VALUES (p_scope, p_key, 1, now(), now(), activity.fn_lock_until(1, p_threshold, p_base_seconds, p_max_seconds))
+  ON CONFLICT (scope, key) DO UPDATE SET
+    failed_count    = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+    first_failed_at = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN now() ELSE a.first_failed_at END,
+    last_failed_at  = now(),
+    locked_until    = greatest(
+      activity.fn_lock_until(
+        CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+        p_threshold, p_base_seconds, p_max_seconds),
+      CASE WHEN a.locked_until > now() THEN a.locked_until END)
+  RETURNING a.failed_count, a.locked_until
+$$;
+COMMENT ON FUNCTION activity.fn_count_failure(text, text, integer, integer, integer, integer) IS 'Internal: counts one failed login for an email or ip key and returns the count and lock.';
+REVOKE ALL ON FUNCTION activity.fn_count_failure(text, text, integer, integer, integer, integer) FROM PUBLIC;
+
 CREATE FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer,
                                                 p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer,
                                                 p_ctx jsonb DEFAULT '{}')
@@ -763,34 +787,12 @@ BEGIN
   -- Users row first (lock order), so this cannot deadlock with a successful login.
   SELECT u.id INTO v_user_id FROM activity.users u WHERE u.email = v_email FOR NO KEY UPDATE;
 
-  -- Atomic upserts: concurrent failures each count exactly once. A counter idle
-  -- for longer than the window restarts at 1; a running lock is never shortened.
-  INSERT INTO activity.login_attempts AS a (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)
-  VALUES ('email', v_email, 1, now(), now(), activity.fn_lock_until(1, p_threshold, p_base_seconds, p_max_seconds))
-  ON CONFLICT (scope, key) DO UPDATE SET
-    failed_count    = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
-    first_failed_at = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN now() ELSE a.first_failed_at END,
-    last_failed_at  = now(),
-    locked_until    = greatest(
-      activity.fn_lock_until(
-        CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
-        p_threshold, p_base_seconds, p_max_seconds),
-      CASE WHEN a.locked_until > now() THEN a.locked_until END)
-  RETURNING a.failed_count, a.locked_until INTO v_count, v_lock;
+  SELECT f.failed_count, f.locked_until INTO v_count, v_lock
+    FROM activity.fn_count_failure('email', v_email, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds) f;
 
   IF v_ip IS NOT NULL THEN
-    INSERT INTO activity.login_attempts AS a (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)
-    VALUES ('ip', v_ip, 1, now(), now(), activity.fn_lock_until(1, p_ip_threshold, p_base_seconds, p_max_seconds))
-    ON CONFLICT (scope, key) DO UPDATE SET
-      failed_count    = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
-      first_failed_at = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN now() ELSE a.first_failed_at END,
-      last_failed_at  = now(),
-      locked_until    = greatest(
-        activity.fn_lock_until(
-          CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
-          p_ip_threshold, p_base_seconds, p_max_seconds),
-        CASE WHEN a.locked_until > now() THEN a.locked_until END)
-    RETURNING a.failed_count, a.locked_until INTO v_ip_count, v_ip_lock;
+    SELECT f.failed_count, f.locked_until INTO v_ip_count, v_ip_lock
+      FROM activity.fn_count_failure('ip', v_ip, p_ip_threshold, p_base_seconds, p_max_seconds, p_window_seconds) f;
   END IF;
 
   -- Mirror onto the account; runs (matching no row) when there is none: same work.
@@ -1077,6 +1079,7 @@ DROP FUNCTION activity.sp_verify_user_email(uuid, jsonb);
 DROP FUNCTION activity.sp_get_user_by_id(uuid);
 DROP FUNCTION activity.sp_get_user_by_email(text);
 DROP FUNCTION activity.sp_create_user(text, text, jsonb);
+DROP FUNCTION activity.fn_count_failure(text, text, integer, integer, integer, integer);
 DROP FUNCTION activity.fn_lock_until(integer, integer, integer, integer);
 DROP FUNCTION activity.fn_revoke_user_families(uuid, uuid, text);
 DROP FUNCTION activity.fn_audit(text, uuid, jsonb, jsonb);

@@ -82,16 +82,20 @@ export class AuthService {
     if (violation) throw badRequest(violation.code, violation.detail)
   }
 
-  private async issueVerification(userId: string, ctx: Ctx): Promise<void> {
+  /** A fresh one-time link (stored hashed) mailed in the background. */
+  private async mailLink(userId: string, purpose: db.EmailTokenPurpose, ctx: Ctx): Promise<void> {
     const { token, hash } = newEmailToken()
     const created = await db.createEmailToken(this.deps.db, {
       userId,
-      purpose: 'verify_email',
+      purpose,
       tokenHash: hash,
       ttlSeconds: this.deps.policy.emailTokenTtlSeconds,
       ctx,
     })
-    this.background('verification mail', () => this.deps.mailer.sendVerification(created.email, token))
+    const { mailer } = this.deps
+    this.background(`${purpose} mail`, () =>
+      purpose === 'verify_email' ? mailer.sendVerification(created.email, token) : mailer.sendPasswordReset(created.email, token),
+    )
   }
 
   async signup(email: string, password: string, ctx: Ctx): Promise<void> {
@@ -100,7 +104,7 @@ export class AuthService {
     const hashed = await this.deps.hasher.hash(password)
     try {
       const user = await db.createUser(this.deps.db, { email, hashedPassword: hashed, ctx })
-      await this.issueVerification(user.id, ctx)
+      await this.mailLink(user.id, 'verify_email', ctx)
     } catch (err) {
       if (err instanceof DbError && err.code === 'email_taken') {
         this.background('account-exists notice', () => this.deps.mailer.sendAccountExists(email.trim().toLowerCase()))
@@ -114,7 +118,7 @@ export class AuthService {
   async resendVerification(email: string, ctx: Ctx): Promise<void> {
     const user = await db.getUserByEmail(this.deps.db, { email })
     if (user?.isActive !== true || user.isVerified) return
-    await this.issueVerification(user.id, ctx)
+    await this.mailLink(user.id, 'verify_email', ctx)
   }
 
   async verifyEmail(token: string, ctx: Ctx): Promise<void> {
@@ -255,15 +259,7 @@ export class AuthService {
   async forgotPassword(email: string, ctx: Ctx): Promise<void> {
     const user = await db.getUserByEmail(this.deps.db, { email })
     if (user?.isActive !== true) return
-    const { token, hash } = newEmailToken()
-    const created = await db.createEmailToken(this.deps.db, {
-      userId: user.id,
-      purpose: 'reset_password',
-      tokenHash: hash,
-      ttlSeconds: this.deps.policy.emailTokenTtlSeconds,
-      ctx,
-    })
-    this.background('password reset mail', () => this.deps.mailer.sendPasswordReset(created.email, token))
+    await this.mailLink(user.id, 'reset_password', ctx)
   }
 
   async resetPassword(token: string, newPassword: string, ctx: Ctx): Promise<void> {

@@ -24,17 +24,29 @@ export interface MigrateOptions {
   dryRun?: boolean
   dir?: string
   log?: (line: string) => void
+  /** Receives the SQL of each migration (what a dry run would execute). */
+  onSql?: (sql: string) => void
 }
 
 export interface MigrationRun {
   name: string
 }
 
+export const TIMING_TABLE = 'pgmigrations_timing'
+
 export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> {
   const direction = options.direction ?? 'up'
   const log = options.log ?? (() => undefined)
   return withClient(options.adminUrl, async (client) => {
     await client.query(`SET ROLE ${OWNER_ROLE}`)
+    // node-pg-migrate announces each migration as it starts it; the gaps between
+    // the announcements are the execution times that `status` reports.
+    const started: { name: string; at: number }[] = []
+    const info = (line: string) => {
+      const marker = /^### MIGRATION (\S+) \((UP|DOWN)\) ###$/.exec(line)
+      if (marker?.[1] !== undefined) started.push({ name: marker[1], at: performance.now() })
+      log(line)
+    }
     const ran = await runner({
       dbClient: client,
       dir: options.dir ?? MIGRATIONS_DIR,
@@ -46,10 +58,36 @@ export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> 
       advisoryLockMode: 'wait',
       checkOrder: true,
       dryRun: options.dryRun ?? false,
-      logger: { debug: () => undefined, info: log, warn: log, error: log },
+      // node-pg-migrate logs each migration's SQL at debug level (only when verbose).
+      verbose: options.onSql !== undefined,
+      logger: { debug: options.onSql ?? (() => undefined), info, warn: log, error: log },
     })
+    if (ran.length > 0 && options.dryRun !== true) await recordTimings(client, direction, started, performance.now())
     return ran.map((m) => ({ name: m.name }))
   })
+}
+
+async function recordTimings(
+  client: pg.ClientBase,
+  direction: 'up' | 'down',
+  started: { name: string; at: number }[],
+  end: number,
+): Promise<void> {
+  const table = `${MIGRATIONS_SCHEMA}.${TIMING_TABLE}`
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${table} (name varchar(255) PRIMARY KEY, duration_ms integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+  )
+  for (const [i, m] of started.entries()) {
+    if (direction === 'down') {
+      await client.query(`DELETE FROM ${table} WHERE name = $1`, [m.name])
+      continue
+    }
+    const duration = Math.round((started[i + 1]?.at ?? end) - m.at)
+    await client.query(
+      `INSERT INTO ${table} (name, duration_ms) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET duration_ms = EXCLUDED.duration_ms, applied_at = now()`,
+      [m.name, duration],
+    )
+  }
 }
 
 /** Migration names in the code, in order (file name without extension). */
@@ -58,14 +96,21 @@ export async function migrationNames(dir = MIGRATIONS_DIR): Promise<string[]> {
   return files.map((f) => path.basename(f, '.sql'))
 }
 
+export interface AppliedMigration {
+  name: string
+  runOn: Date
+  /** Execution time recorded by this tool (absent for migrations applied otherwise). */
+  durationMs?: number | null
+}
+
 export interface MigrationStatus {
-  applied: { name: string; runOn: Date }[]
+  applied: AppliedMigration[]
   pending: string[]
   /** Applied names with no file in the code: the database is newer than this build. */
   unknown: string[]
 }
 
-export function compareMigrations(applied: { name: string; runOn: Date }[], inCode: string[]): MigrationStatus {
+export function compareMigrations(applied: AppliedMigration[], inCode: string[]): MigrationStatus {
   const appliedNames = new Set(applied.map((a) => a.name))
   const code = new Set(inCode)
   return {
@@ -77,16 +122,19 @@ export function compareMigrations(applied: { name: string; runOn: Date }[], inCo
 
 /** Status read with an admin connection (the table may not exist yet). */
 export async function migrationStatus(client: pg.ClientBase, dir = MIGRATIONS_DIR): Promise<MigrationStatus> {
-  const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [
+  const exists = await client.query<{ m: string | null; t: string | null }>('SELECT to_regclass($1) AS m, to_regclass($2) AS t', [
     `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`,
+    `${MIGRATIONS_SCHEMA}.${TIMING_TABLE}`,
   ])
+  const row = exists.rows[0]
+  const timing = row?.t == null ? 'NULL::integer' : `(SELECT t.duration_ms FROM ${MIGRATIONS_SCHEMA}.${TIMING_TABLE} t WHERE t.name = m.name)`
   const applied =
-    exists.rows[0]?.t == null
+    row?.m == null
       ? []
       : (
-          await client.query<{ name: string; run_on: Date }>(
-            `SELECT name, run_on FROM ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE} ORDER BY run_on, id`,
+          await client.query<{ name: string; run_on: Date; duration_ms: number | null }>(
+            `SELECT m.name, m.run_on, ${timing} AS duration_ms FROM ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE} m ORDER BY m.run_on, m.id`,
           )
-        ).rows.map((r) => ({ name: r.name, runOn: r.run_on }))
+        ).rows.map((r) => ({ name: r.name, runOn: r.run_on, durationMs: r.duration_ms }))
   return compareMigrations(applied, await migrationNames(dir))
 }

@@ -17,7 +17,7 @@ const CATALOGUE_QUERIES = {
   constraints: `SELECT conrelid::regclass::text AS rel, conname, pg_get_constraintdef(oid) AS def
                   FROM pg_constraint WHERE connamespace = 'activity'::regnamespace
                    AND conrelid::regclass::text NOT LIKE '%pgmigrations%' ORDER BY 1, 2`,
-  indexes: `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'activity' AND tablename <> 'pgmigrations' ORDER BY 1`,
+  indexes: `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'activity' AND tablename NOT LIKE 'pgmigrations%' ORDER BY 1`,
   functions: `SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_functiondef(p.oid) AS def,
                      pg_get_userbyid(p.proowner) AS owner, p.proacl::text AS acl, p.prosecdef, p.proconfig::text AS config,
                      obj_description(p.oid, 'pg_proc') AS comment

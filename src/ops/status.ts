@@ -1,0 +1,89 @@
+// What `status` reports beyond migrations: the server, the database's size, and
+// whether the four roles exist with the privileges the design gives them.
+import type pg from 'pg'
+
+export interface RoleCheck {
+  role: string
+  ok: boolean
+  problems: string[]
+}
+
+export interface ServerFacts {
+  serverVersion: string
+  databaseSizeBytes: number
+}
+
+export async function serverFacts(client: pg.ClientBase): Promise<ServerFacts> {
+  const { rows } = await client.query<{ v: string; size: string }>(
+    `SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size`,
+  )
+  return { serverVersion: rows[0]?.v ?? '?', databaseSizeBytes: Number(rows[0]?.size ?? 0) }
+}
+
+/** Checks each role against the design (README, Database). */
+export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
+  const { rows } = await client.query<{
+    role: string
+    exists: boolean
+    login: boolean | null
+    superuser: boolean | null
+    usage: boolean | null
+    owns_schema: boolean | null
+    table_rights: number
+    sp_total: number
+    sp_executable: number
+    views_readable: number
+    views_total: number
+  }>(`
+    WITH roles(role) AS (VALUES ('activity_owner'), ('auth_api_user'), ('write_api_user'), ('activity_readonly')),
+         tables AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'r'),
+         views AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'v'),
+         sps AS (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace AND p.proname LIKE 'sp\\_%')
+    SELECT r.role,
+           a.rolname IS NOT NULL AS exists,
+           a.rolcanlogin AS login,
+           a.rolsuper AS superuser,
+           CASE WHEN a.rolname IS NULL THEN NULL ELSE has_schema_privilege(r.role, 'activity', 'USAGE') END AS usage,
+           (SELECT pg_get_userbyid(nspowner) = r.role FROM pg_namespace WHERE nspname = 'activity') AS owns_schema,
+           CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM tables t
+             WHERE has_table_privilege(r.role, t.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE')) END AS table_rights,
+           (SELECT count(*)::int FROM sps) AS sp_total,
+           CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM sps s WHERE has_function_privilege(r.role, s.oid, 'EXECUTE')) END AS sp_executable,
+           CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM views v WHERE has_table_privilege(r.role, v.oid, 'SELECT')) END AS views_readable,
+           (SELECT count(*)::int FROM views) AS views_total
+      FROM roles r LEFT JOIN pg_roles a ON a.rolname = r.role`)
+  return rows.map((r) => {
+    const problems: string[] = []
+    if (!r.exists) return { role: r.role, ok: false, problems: ['missing (run `npm run db -- init`)'] }
+    if (r.superuser === true) problems.push('is a superuser')
+    if (r.role === 'activity_owner') {
+      if (r.login === true) problems.push('can log in (should be NOLOGIN)')
+      if (r.owns_schema !== true) problems.push('does not own schema activity')
+    } else {
+      if (r.login !== true) problems.push('cannot log in')
+      if (r.usage !== true) problems.push('has no USAGE on schema activity')
+      if (r.table_rights > 0) problems.push(`has privileges on ${r.table_rights} table(s)`)
+    }
+    if (r.role === 'auth_api_user' && r.sp_executable !== r.sp_total) {
+      problems.push(`may execute ${r.sp_executable} of ${r.sp_total} procedures`)
+    }
+    if (r.role === 'activity_readonly' && r.views_readable !== r.views_total) {
+      problems.push(`may read ${r.views_readable} of ${r.views_total} views`)
+    }
+    if (r.role === 'write_api_user' && r.sp_executable > 0) {
+      problems.push(`may execute ${r.sp_executable} auth procedures`)
+    }
+    return { role: r.role, ok: problems.length === 0, problems }
+  })
+}
+
+const UNITS = ['B', 'kB', 'MB', 'GB', 'TB']
+export function humanBytes(n: number): string {
+  let value = n
+  let unit = 0
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${UNITS[unit] ?? 'B'}`
+}
