@@ -9,6 +9,7 @@ import { AuthService } from './auth/service.ts'
 import { corsOrigins, type Config } from './config.ts'
 import { checkSession } from './db/procedures.ts'
 import { loggingServerOptions } from './logging.ts'
+import cleanupPlugin from './plugins/cleanup.ts'
 import dbPlugin from './plugins/db.ts'
 import errorsPlugin, { errorServerOptions } from './plugins/errors.ts'
 import externalPlugin from './plugins/external.ts'
@@ -62,6 +63,11 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
   // app layer
   await app.register(dbPlugin, { config, connectionString: options.databaseUrl })
   await app.register(metricsPlugin, { pool: app.db })
+  await app.register(cleanupPlugin, {
+    intervalMs: config.CLEANUP_INTERVAL_MINUTES * 60_000,
+    retentionHours: config.UNVERIFIED_RETENTION_HOURS,
+    auditRetentionDays: config.AUDIT_RETENTION_DAYS,
+  })
   const keys = await loadSigningKeys({
     privateKeyPem: config.JWT_PRIVATE_KEY,
     previousPublicKeysPem: config.JWT_PREVIOUS_PUBLIC_KEYS,

@@ -86,6 +86,8 @@ export const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '' }),
   CLEANUP_INTERVAL_MINUTES: Int(0, 0),
   AUDIT_RETENTION_DAYS: Int(90, 1),
+  // Unverified accounts older than this are deleted by cleanup (CLI default too).
+  UNVERIFIED_RETENTION_HOURS: Int(168, 1),
   BACKUP_DIR: Type.String({ default: 'backups' }),
   PG_BIN_DIR: Type.Optional(Type.String({ minLength: 1 })),
 })
@@ -133,8 +135,14 @@ function buildPostgresUrl(env: Env): string | undefined {
   return url.toString()
 }
 
+/**
+ * Who reads the configuration: the service, or the operations CLI (which needs
+ * neither a signing key nor SMTP, and reaches the database as DATABASE_ADMIN_URL).
+ */
+export type ConfigUse = 'service' | 'operations'
+
 /** Parse and validate the environment. Throws ConfigError naming every bad variable. */
-export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(source: NodeJS.ProcessEnv = process.env, use: ConfigUse = 'service'): Config {
   // Empty strings mean "unset" (compose passes `VAR=` for optional values).
   const raw: Record<string, unknown> = {}
   for (const key of Object.keys(EnvSchema.properties)) {
@@ -159,17 +167,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     embedded,
     runMigrations: env.RUN_MIGRATIONS ?? env.NODE_ENV !== 'production',
   }
-  assertProductionSafe(config)
+  assertProductionSafe(config, use)
   return config
 }
 
 /** In production, refuse the development defaults instead of running insecurely. */
-export function assertProductionSafe(config: Config): void {
+export function assertProductionSafe(config: Config, use: ConfigUse = 'service'): void {
   if (config.NODE_ENV !== 'production') return
   const problems: string[] = []
-  if (config.embedded) problems.push('DATABASE_URL is required (the embedded database is for development)')
-  for (const key of ['AUTH_API_DB_PASSWORD', 'WRITE_API_DB_PASSWORD', 'READONLY_DB_PASSWORD'] as const) {
-    if (DEV_PASSWORDS.has(config[key])) problems.push(`${key} is a development default`)
+  if (use === 'operations') {
+    if (config.embedded && config.databaseAdminUrl === undefined) {
+      problems.push('DATABASE_ADMIN_URL is required (the embedded database is for development)')
+    }
+  } else {
+    if (config.embedded) problems.push('DATABASE_URL is required (the embedded database is for development)')
+    problems.push(...devRolePasswords(config))
   }
   for (const url of [config.databaseUrl, config.databaseAdminUrl]) {
     if (url === undefined) continue
@@ -178,11 +190,24 @@ export function assertProductionSafe(config: Config): void {
       problems.push('a database URL uses a development password')
     }
   }
-  if (config.JWT_PRIVATE_KEY === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
-  if (config.SMTP_URL === undefined && config.REQUIRE_EMAIL_VERIFICATION) {
-    problems.push('SMTP_URL is required while REQUIRE_EMAIL_VERIFICATION is on')
+  if (use === 'service') {
+    if (config.JWT_PRIVATE_KEY === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
+    if (config.SMTP_URL === undefined && config.REQUIRE_EMAIL_VERIFICATION) {
+      problems.push('SMTP_URL is required while REQUIRE_EMAIL_VERIFICATION is on')
+    }
   }
   if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`)
+}
+
+/**
+ * The role passwords still at their development values. The service refuses to
+ * start with them; the CLI refuses only to set them (`init`): a migration does not
+ * need them at all.
+ */
+export function devRolePasswords(config: Config): string[] {
+  return (['AUTH_API_DB_PASSWORD', 'WRITE_API_DB_PASSWORD', 'READONLY_DB_PASSWORD'] as const)
+    .filter((key) => DEV_PASSWORDS.has(config[key]))
+    .map((key) => `${key} is a development default`)
 }
 
 function safePassword(url: string): string | undefined {

@@ -25,7 +25,7 @@ export type RevokeReason =
   | 'user_deactivated'
 export type EmailTokenPurpose = 'verify_email' | 'reset_password'
 export type RotationStatus = 'rotated' | 'grace' | 'reuse_detected' | 'expired' | 'invalid'
-export type CleanupItem = 'refresh_tokens' | 'email_tokens' | 'login_attempts' | 'audit_logs'
+export type CleanupItem = 'refresh_tokens' | 'email_tokens' | 'login_attempts' | 'audit_logs' | 'unverified_users'
 
 export interface CreatedUser {
   id: string
@@ -203,6 +203,7 @@ const SQL = {
   createEmailToken: statement('sp_create_email_token', 'uuid', 'text', 'text', 'integer', 'jsonb'),
   consumeEmailToken: statement('sp_consume_email_token', 'text', 'text', 'text', 'jsonb'),
   cleanupExpired: statement('sp_cleanup_expired', 'integer', 'integer'),
+  runCleanup: statement('sp_run_cleanup', 'integer', 'integer', 'integer'),
   schemaMigrations: statement('sp_schema_migrations'),
 } as const
 
@@ -452,6 +453,22 @@ export async function cleanupExpired(
     args.attemptRetentionHours ?? 24,
   ])
   return rows.map((r) => ({ item: r.item, deleted: Number(r.deleted) }))
+}
+
+/**
+ * The periodic cleanup in one call. `undefined` when another instance holds the
+ * job's advisory lock (it is cleaning right now). AU007 when a retention is < 1.
+ */
+export async function runCleanup(
+  db: Queryable,
+  args: { unverifiedHours: number; auditRetentionDays: number; attemptRetentionHours?: number },
+): Promise<CleanupResult[] | undefined> {
+  const rows = await call<{ item: CleanupItem; deleted: string }>(db, SQL.runCleanup, [
+    args.unverifiedHours,
+    args.auditRetentionDays,
+    args.attemptRetentionHours ?? 24,
+  ])
+  return rows.length === 0 ? undefined : rows.map((r) => ({ item: r.item, deleted: Number(r.deleted) }))
 }
 
 /** Applied migrations, oldest first (readable by auth_api_user and activity_readonly). */
