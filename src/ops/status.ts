@@ -20,6 +20,44 @@ export async function serverFacts(client: pg.ClientBase): Promise<ServerFacts> {
   return { serverVersion: rows[0]?.v ?? '?', databaseSizeBytes: Number(rows[0]?.size ?? 0) }
 }
 
+export interface DatabaseFacts {
+  database: string
+  serverVersion: string
+  serverMajor: number
+  /** Last applied migration, null when none is. */
+  migrationHead: string | null
+  /** Exact row count of every table in schema activity. */
+  rowCounts: Record<string, number>
+}
+
+/** What a backup records about the database it was taken from. */
+export async function databaseFacts(client: pg.ClientBase): Promise<DatabaseFacts> {
+  const server = await client.query<{ db: string; v: string; num: number }>(
+    `SELECT current_database() AS db, current_setting('server_version') AS v, current_setting('server_version_num')::int AS num`,
+  )
+  const tables = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c
+      WHERE c.relnamespace = to_regnamespace('activity') AND c.relkind IN ('r', 'p') ORDER BY c.relname`,
+  )
+  const rowCounts: Record<string, number> = {}
+  for (const { name } of tables.rows) {
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM activity.${client.escapeIdentifier(name)}`)
+    rowCounts[name] = Number(rows[0]?.n ?? 0)
+  }
+  const head =
+    'pgmigrations' in rowCounts
+      ? (await client.query<{ name: string }>('SELECT name FROM activity.pgmigrations ORDER BY run_on DESC, id DESC LIMIT 1')).rows[0]?.name
+      : undefined
+  const row = server.rows[0]
+  return {
+    database: row?.db ?? '?',
+    serverVersion: row?.v ?? '?',
+    serverMajor: Math.floor((row?.num ?? 0) / 10000),
+    migrationHead: head ?? null,
+    rowCounts,
+  }
+}
+
 /** Checks each role against the design (README, Database). */
 export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
   const { rows } = await client.query<{

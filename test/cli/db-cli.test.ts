@@ -1,28 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
 import { nodeArgs } from '../helpers/child.ts'
-import { withClient } from '../../src/db/bootstrap.ts'
-import { runCli } from '../../src/cli/db.ts'
+import { withClient, withDatabase as withDb } from '../../src/db/bootstrap.ts'
 import { migrationNames } from '../../src/db/migrate.ts'
-import { readRun, TEST_PASSWORDS } from '../helpers/cluster.ts'
-
-function cliEnv(database: string): NodeJS.ProcessEnv {
-  const run = readRun()
-  return {
-    DATABASE_ADMIN_URL: run.adminUrl,
-    POSTGRES_DB: database,
-    AUTH_API_DB_PASSWORD: TEST_PASSWORDS.authApi,
-    WRITE_API_DB_PASSWORD: TEST_PASSWORDS.writeApi,
-    READONLY_DB_PASSWORD: TEST_PASSWORDS.readonly,
-  }
-}
-
-async function cli(args: string[], env: NodeJS.ProcessEnv) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await runCli(args, env, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
+import { cli, cliEnv } from '../helpers/cli.ts'
+import { readRun } from '../helpers/cluster.ts'
 
 t.test('init → status → rollback → status → migrate', async (t) => {
   const run = readRun()
@@ -48,7 +30,8 @@ t.test('init → status → rollback → status → migrate', async (t) => {
   const after = await cli(['status'], env)
   t.match(after.out, new RegExp(`pending\\s+${names.at(-1) ?? ''}`))
 
-  const migrate = await cli(['migrate'], env)
+  // --no-backup: this server's major may be newer than the machine's pg_dump (backup.test.ts).
+  const migrate = await cli(['migrate', '--no-backup'], env)
   t.match(migrate.out, `applied: ${names.at(-1) ?? ''}`)
   t.match((await cli(['migrate'], env)).out, 'nothing to migrate')
 })
@@ -57,7 +40,7 @@ t.test('operator mistakes: usage and one-line errors', async (t) => {
   const env = cliEnv('whatever')
   t.equal((await cli([], env)).code, 1, 'no command prints usage and fails')
   await t.rejects(cli(['frobnicate'], env), /unknown command "frobnicate"/)
-  await t.rejects(cli(['rollback', 'x'], env), /positive count/)
+  await t.rejects(cli(['rollback', 'x'], env), /positive whole number/)
   await t.rejects(cli(['status'], { ...env, DATABASE_URL: 'postgresql://u@127.0.0.1:1/x', DATABASE_ADMIN_URL: '' }), /DATABASE_ADMIN_URL is required/)
 })
 
@@ -69,4 +52,81 @@ t.test('the real command prints one line and exits 1 on an unreachable server', 
   t.equal(result.status, 1)
   t.match(result.stderr, /^activity-db: cannot reach the database server/)
   t.equal(result.stderr.trim().split('\n').length, 1, 'no stack trace')
+})
+
+t.test('status reports server, size and a passing role check; migrate --dry-run changes nothing', async (t) => {
+  const run = readRun()
+  const database = `${run.prefix}_cli2`
+  t.teardown(() => withClient(run.adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)))
+  const env = cliEnv(database)
+  await cli(['init'], env)
+  const status = JSON.parse((await cli(['status', '--json'], env)).out) as {
+    serverVersion: string
+    databaseSizeBytes: number
+    roles: { role: string; ok: boolean; problems: string[] }[]
+    applied: { durationMs: number | null }[]
+  }
+  t.match(status.serverVersion, /^1[5-9]/)
+  t.ok(status.databaseSizeBytes > 0)
+  t.same(status.roles.map((r) => [r.role, r.ok, r.problems]), [
+    ['activity_owner', true, []],
+    ['auth_api_user', true, []],
+    ['write_api_user', true, []],
+    ['activity_readonly', true, []],
+  ])
+  t.type(status.applied[0]?.durationMs, 'number', 'execution time recorded')
+  const human = (await cli(['status'], env)).out
+  t.match(human, /role\s+auth_api_user: ok/)
+
+  // A role that gained a table privilege is reported.
+  await withClient(withDb(run.adminUrl, database), (c) => c.query('GRANT SELECT ON activity.users TO auth_api_user'))
+  const broken = JSON.parse((await cli(['status', '--json'], env)).out) as typeof status
+  t.same(broken.roles.find((r) => r.role === 'auth_api_user')?.problems, ['has privileges on 1 table(s)'])
+
+  await cli(['rollback'], env)
+  const dry = await cli(['migrate', '--dry-run'], env)
+  t.match(dry.out, /-- dry run: would apply/)
+  t.match(dry.out, /CREATE FUNCTION activity\.sp_run_cleanup/)
+  const after = JSON.parse((await cli(['status', '--json'], env)).out) as { pending: string[] }
+  t.equal(after.pending.length, 1, 'still pending after the dry run')
+  const applied = await cli(['migrate', '--no-backup'], env)
+  t.match(applied.out, /^applied: /)
+})
+
+t.test('guards: production refuses seed and reset; reset and restore want --yes; create names a file', async (t) => {
+  const env = cliEnv('whatever')
+  await t.rejects(cli(['seed'], { ...env, NODE_ENV: 'production' }), /seed is refused when NODE_ENV=production/)
+  await t.rejects(cli(['reset', '--yes'], { ...env, NODE_ENV: 'production' }), /reset is refused/)
+  await t.rejects(
+    cli(['init'], { ...env, NODE_ENV: 'production', AUTH_API_DB_PASSWORD: 'auth_api_dev_password' }),
+    /init refuses to set development passwords in production: AUTH_API_DB_PASSWORD is a development default/,
+  )
+  await t.rejects(cli(['status'], { ...env, NODE_ENV: 'production', DATABASE_ADMIN_URL: '' }), /DATABASE_ADMIN_URL is required \(the embedded database/)
+  await t.rejects(cli(['reset'], env), /add --yes/)
+  await t.rejects(cli(['restore', 'x.dump'], env), /add --yes/)
+  await t.rejects(cli(['restore'], env), /needs a backup file/)
+  await t.rejects(cli(['cleanup-backups'], env), /exactly one of --keep/)
+  await t.rejects(cli(['backup', '--bogus'], env), /Unknown option/)
+  await t.rejects(cli(['create', 'Bad Name!'], env), /lowercase letters/)
+})
+
+t.test('create writes a migration with Up and Down sections after the newest one', async (t) => {
+  // In a copy of the migrations: the real directory is read by tests running in parallel.
+  const { cp, mkdtemp, readFile, rm } = await import('node:fs/promises')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const { MIGRATIONS_DIR } = await import('../../src/db/migrate.ts')
+  const { createMigration } = await import('../../src/cli/db.ts')
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'activity-create-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await cp(MIGRATIONS_DIR, dir, { recursive: true })
+  const before = await migrationNames(dir)
+  let file = ''
+  await createMigration('add-test-thing', (_h, m) => (file = (m as { file: string }).file), dir)
+  const text = await readFile(file, 'utf8')
+  t.match(text, /^-- Up Migration/m)
+  t.match(text, /^-- Down Migration/m)
+  const after = await migrationNames(dir)
+  t.equal(after.at(-1), path.basename(file, '.sql'), 'sorts last')
+  t.equal(after.length, before.length + 1)
 })
