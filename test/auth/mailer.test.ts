@@ -1,6 +1,5 @@
-import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
+import { freePort } from '../helpers/net.ts'
 import { decode, linksIn, readMail, smtpSink } from '../helpers/smtp.ts'
 import { createMailer } from '../../src/auth/mailer.ts'
 import { escapeHtml } from '../../src/auth/mail-templates.ts'
@@ -77,11 +76,7 @@ t.test('the account-exists notice goes to the owner without any token', async (t
 })
 
 t.test('an SMTP failure reaches the caller (who logs it) instead of vanishing', async (t) => {
-  const probe = createServer()
-  probe.listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as AddressInfo
-  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  const port = await freePort()
 
   const mailer = createMailer({ smtpUrl: `smtp://127.0.0.1:${port}`, from: FROM, appUrl: 'https://app.example.test', logger: recordingLogger() })
   t.teardown(() => mailer.close())

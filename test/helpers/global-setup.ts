@@ -3,24 +3,14 @@
 // bootstrap applied and a template database migrated once. Test files clone it.
 // Nothing here skips: if the server cannot be had, the run fails.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { bootstrap, withClient, withDatabase } from '../../src/db/bootstrap.ts'
 import { startEmbedded, stopEmbedded } from '../../src/db/embedded.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import { RUN_FILE, TEST_PASSWORDS, type TestRun } from './cluster.ts'
+import { freePort } from './net.ts'
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 async function serverVersion(adminUrl: string): Promise<string> {
   return withClient(adminUrl, async (c) => {
