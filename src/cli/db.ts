@@ -156,8 +156,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
   if ((command === 'seed' || command === 'reset') && production) {
     throw new OperatorError(`${command} is refused when NODE_ENV=production`)
   }
-  if (command === 'init' && production && devRolePasswords(config).length > 0) {
-    throw new OperatorError(`init refuses to set development passwords in production: ${devRolePasswords(config).join('; ')}`)
+  const devPasswords = devRolePasswords(config)
+  if (command === 'init' && production && devPasswords.length > 0) {
+    throw new OperatorError(`init refuses to set development passwords in production: ${devPasswords.join('; ')}`)
   }
   if (command === 'reset' && !values.yes) throw new OperatorError('reset drops every table and row of schema activity: add --yes')
   if (command === 'restore' && rest[0] === undefined) throw new OperatorError('restore needs a backup file')
@@ -166,13 +167,16 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
   const admin = await adminConnection(config, detail)
   try {
     const url = withDatabase(admin.url, admin.database)
+    // Bootstrap (roles, database, schema, grants) then every migration: init, and reset after its drop.
+    const initialise = async (verb: string) => {
+      await bootstrap({ adminUrl: admin.url, database: admin.database, passwords: rolePasswords(config), log: detail })
+      const ran = await migrate({ adminUrl: url, log: detail })
+      print(`${verb} ${admin.database}: ${ran.length} migration(s) applied`, { database: admin.database, applied: ran.map((m) => m.name) })
+      return 0
+    }
     switch (command) {
-      case 'init': {
-        await bootstrap({ adminUrl: admin.url, database: admin.database, passwords: rolePasswords(config), log: detail })
-        const ran = await migrate({ adminUrl: url, log: detail })
-        print(`initialised ${admin.database}: ${ran.length} migration(s) applied`, { database: admin.database, applied: ran.map((m) => m.name) })
-        return 0
-      }
+      case 'init':
+        return await initialise('initialised')
       case 'migrate': {
         const status = await withClient(url, (c) => migrationStatus(c))
         const pending = status.pending
@@ -234,10 +238,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       }
       case 'reset': {
         await withClient(url, (c) => c.query('DROP SCHEMA IF EXISTS activity CASCADE'))
-        await bootstrap({ adminUrl: admin.url, database: admin.database, passwords: rolePasswords(config), log: detail })
-        const ran = await migrate({ adminUrl: url, log: detail })
-        print(`reset ${admin.database}: ${ran.length} migration(s) applied`, { database: admin.database, applied: ran.map((m) => m.name) })
-        return 0
+        return await initialise('reset')
       }
       case 'backup': {
         const info = await createBackup({

@@ -18,8 +18,8 @@ import { createGunzip, createGzip } from 'node:zlib'
 import { withClient } from '../db/bootstrap.ts'
 import { MIGRATIONS_SCHEMA } from '../db/migrate.ts'
 import { OperatorError } from './errors.ts'
-import { findToolFor, runTool, toolMajor } from './pg-tools.ts'
-import { databaseFacts } from './status.ts'
+import { findTool, findToolFor, runTool } from './pg-tools.ts'
+import { databaseFacts, serverFacts } from './status.ts'
 
 export type BackupFormat = 'custom' | 'plain'
 
@@ -72,7 +72,7 @@ export async function createBackup(options: BackupOptions): Promise<BackupInfo> 
   const compress = options.compress ?? true
   const schemaOnly = options.schemaOnly ?? false
   const facts = await withClient(options.adminUrl, (c) => databaseFacts(c))
-  const pgDump = await findToolFor('pg_dump', options.pgBinDir, facts.serverMajor)
+  const { bin: pgDump, major: pgDumpMajor } = await findToolFor('pg_dump', options.pgBinDir, facts.serverMajor)
 
   await mkdir(options.dir, { recursive: true })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
@@ -113,7 +113,7 @@ export async function createBackup(options: BackupOptions): Promise<BackupInfo> 
     database: facts.database,
     createdAt: new Date().toISOString(),
     serverVersion: facts.serverVersion,
-    pgDumpVersion: await toolMajor(pgDump),
+    pgDumpVersion: pgDumpMajor,
     migrationHead: facts.migrationHead,
     sizeBytes: (await stat(file)).size,
     sha256: await sha256File(file),
@@ -134,7 +134,7 @@ async function validateBackupFile(file: string, format: BackupFormat, compressed
   if (format === 'custom') {
     // pg_restore --list reads the table of contents; the data blocks are checked
     // by the sha256 (pg_restore reads them only while restoring).
-    const pgRestore = await findToolFor('pg_restore', pgBinDir, 0)
+    const pgRestore = await findTool('pg_restore', pgBinDir)
     const { stdout } = await runTool(pgRestore, ['--list', file], { what: `backup ${path.basename(file)} is not readable` })
     if (!/SCHEMA - activity|SCHEMA \S+ activity/.test(stdout)) {
       throw new OperatorError(`backup ${path.basename(file)} holds no schema activity`)
@@ -205,8 +205,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<BackupMeta
   }
   await validateBackupFile(file, metadata.format, metadata.compressed, options.pgBinDir)
 
-  const serverMajor = (await withClient(options.adminUrl, (c) => databaseFacts(c))).serverMajor
-  const psql = await findToolFor('psql', options.pgBinDir, 0)
+  const { serverVersion } = await withClient(options.adminUrl, (c) => serverFacts(c))
+  const psql = await findTool('psql', options.pgBinDir)
   const work = await mkdtemp(path.join(os.tmpdir(), 'activity-restore-'))
   try {
     // Everything becomes one plain SQL script that psql runs after dropping the
@@ -214,13 +214,13 @@ export async function restoreBackup(options: RestoreOptions): Promise<BackupMeta
     let script = file
     if (metadata.format === 'custom') {
       script = path.join(work, 'restore.sql')
-      const pgRestore = await findToolFor('pg_restore', options.pgBinDir, metadata.pgDumpVersion)
+      const { bin: pgRestore } = await findToolFor('pg_restore', options.pgBinDir, metadata.pgDumpVersion)
       await runTool(pgRestore, [`--file=${script}`, file], { what: 'cannot read the backup' })
     } else if (metadata.compressed) {
       script = path.join(work, 'restore.sql')
       await pipeline(createReadStream(file), createGunzip(), createWriteStream(script))
     }
-    progress(`restoring ${path.basename(file)} into PostgreSQL ${serverMajor}`)
+    progress(`restoring ${path.basename(file)} into PostgreSQL ${serverVersion}`)
     await runTool(
       psql,
       ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-c', `DROP SCHEMA IF EXISTS ${MIGRATIONS_SCHEMA} CASCADE`, '-f', script],

@@ -4,7 +4,7 @@
 import type pg from 'pg'
 import { withClient } from '../db/bootstrap.ts'
 import { migrationStatus } from '../db/migrate.ts'
-import { checkRoles, type RoleCheck } from './status.ts'
+import { checkRoles, serverFacts, type RoleCheck } from './status.ts'
 
 export type HealthStatus = 'healthy' | 'degraded' | 'down'
 
@@ -73,7 +73,7 @@ export async function databaseHealth(options: { adminUrl: string; pool: PoolSett
 
 async function inspect(c: pg.ClientBase, latencyMs: number, pool: PoolSettings): Promise<HealthReport> {
   const one = async <T>(sql: string): Promise<T> => (await c.query(sql)).rows[0] as T
-  const server = await one<{ v: string }>(`SELECT current_setting('server_version') AS v`)
+  const { serverVersion } = await serverFacts(c)
   const migrations = await migrationStatus(c)
   const roles = await checkRoles(c)
   const tables = (
@@ -127,7 +127,7 @@ async function inspect(c: pg.ClientBase, latencyMs: number, pool: PoolSettings):
     status: problems.length === 0 ? 'healthy' : 'degraded',
     problems,
     latencyMs,
-    serverVersion: server.v,
+    serverVersion,
     pool,
     migrations: { applied: migrations.applied.length, pending: migrations.pending },
     roles,

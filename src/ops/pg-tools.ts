@@ -68,7 +68,11 @@ export async function toolMajor(bin: string): Promise<number> {
 }
 
 /** A client tool at least as new as the server: an older pg_dump cannot read a newer server's catalogue. */
-export async function findToolFor(name: PgTool, pgBinDir: string | undefined, serverMajor: number): Promise<string> {
+export async function findToolFor(
+  name: PgTool,
+  pgBinDir: string | undefined,
+  serverMajor: number,
+): Promise<{ bin: string; major: number }> {
   const bin = await findTool(name, pgBinDir)
   const major = await toolMajor(bin)
   if (major < serverMajor) {
@@ -76,5 +80,5 @@ export async function findToolFor(name: PgTool, pgBinDir: string | undefined, se
       `${name} ${major} (${bin}) is older than the PostgreSQL ${serverMajor} server: install client tools ${serverMajor} or newer, or point PG_BIN_DIR at them`,
     )
   }
-  return bin
+  return { bin, major }
 }

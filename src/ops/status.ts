@@ -1,6 +1,7 @@
 // What `status` reports beyond migrations: the server, the database's size, and
 // whether the four roles exist with the privileges the design gives them.
 import type pg from 'pg'
+import { migrationStatus } from '../db/migrate.ts'
 
 export interface RoleCheck {
   role: string
@@ -44,10 +45,7 @@ export async function databaseFacts(client: pg.ClientBase): Promise<DatabaseFact
     const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM activity.${client.escapeIdentifier(name)}`)
     rowCounts[name] = Number(rows[0]?.n ?? 0)
   }
-  const head =
-    'pgmigrations' in rowCounts
-      ? (await client.query<{ name: string }>('SELECT name FROM activity.pgmigrations ORDER BY run_on DESC, id DESC LIMIT 1')).rows[0]?.name
-      : undefined
+  const head = (await migrationStatus(client)).applied.at(-1)?.name
   const row = server.rows[0]
   return {
     database: row?.db ?? '?',
