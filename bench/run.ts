@@ -4,13 +4,13 @@
 //
 //   npm run bench                         the full run (about 15 minutes on 2 cores)
 //   npm run bench -- --quick              short runs, 100k users / 500k tokens for growth
-//   npm run bench -- --only=http,login    a subset: http, login, growth, rss, startup, peer
+//   npm run bench -- --only=http,login    a subset: http, login, growth, rss, startup, peer, enum
 //   npm run bench -- --smoke              what `npm test` runs (test/bench/smoke.test.ts)
 //   npm run bench -- --json=/tmp/out.json write the results elsewhere
 // Env: BENCH_DATABASE_URL (a superuser URL: use that server instead of an embedded
 // cluster), BENCH_ONLY, BENCH_SECONDS, BENCH_REPEATS, BENCH_WARMUP, BENCH_CONNECTIONS,
 // BENCH_USERS, BENCH_LARGE_USERS, BENCH_LARGE_TOKENS, BENCH_RSS_SECONDS,
-// BENCH_LOG_LEVEL (service log level, default info), BENCH_NO_PIN.
+// BENCH_LOG_LEVEL (service log level, default info), BENCH_NO_PIN, BENCH_ENUM_PAIRS.
 import { generateKeyPairSync, randomBytes, randomInt, scrypt } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -24,18 +24,19 @@ import { createPasswordHasher } from '../src/auth/passwords.ts'
 import { newRefreshToken } from '../src/auth/refresh-tokens.ts'
 import { loadConfig } from '../src/config.ts'
 import { stopEmbedded } from '../src/db/embedded.ts'
-import { saveRefreshToken } from '../src/db/procedures.ts'
+import { createUser, saveRefreshToken } from '../src/db/procedures.ts'
 import { projectPath } from '../src/paths.ts'
 import { freePort } from '../test/helpers/net.ts'
 import { preparedDatabase, startBenchServer, type BenchDatabase, type BenchServer } from './lib/database.ts'
 import { http, interleaved, median, type Plan, type Runner, type Sample, type Summary } from './lib/load.ts'
 import { ask, canPin, memoryOf, nodeArgs, pinSelf, startChild, waitForHttp, type Child } from './lib/proc.ts'
 import { BENCH_PASSWORD, benchEmail, benchUserId, seed } from './lib/seed.ts'
+import { startSmtpSink } from './lib/smtp-sink.ts'
 
 // ---------------------------------------------------------------------------
 // Options
 
-const SECTIONS = ['http', 'login', 'growth', 'rss', 'startup', 'peer'] as const
+const SECTIONS = ['http', 'login', 'growth', 'rss', 'startup', 'peer', 'enum'] as const
 type Section = (typeof SECTIONS)[number]
 
 const { values: flags } = parseArgs({
@@ -55,9 +56,9 @@ const envNumber = (name: string, fallback: number): number => {
 
 const profile = flags.smoke ? 'smoke' : flags.quick ? 'quick' : 'full'
 const defaults = {
-  full: { seconds: 10, repeats: 3, warmup: 3, users: 10_000, largeUsers: 1_000_000, largeTokens: 5_000_000, rss: 60, laterStarts: 3 },
-  quick: { seconds: 3, repeats: 1, warmup: 1, users: 10_000, largeUsers: 100_000, largeTokens: 500_000, rss: 10, laterStarts: 1 },
-  smoke: { seconds: 1, repeats: 1, warmup: 0, users: 300, largeUsers: 0, largeTokens: 0, rss: 1, laterStarts: 0 },
+  full: { seconds: 10, repeats: 3, warmup: 3, users: 10_000, largeUsers: 1_000_000, largeTokens: 5_000_000, rss: 60, laterStarts: 3, enumPairs: 200, enumWarmup: 20 },
+  quick: { seconds: 3, repeats: 1, warmup: 1, users: 10_000, largeUsers: 100_000, largeTokens: 500_000, rss: 10, laterStarts: 1, enumPairs: 100, enumWarmup: 10 },
+  smoke: { seconds: 1, repeats: 1, warmup: 0, users: 300, largeUsers: 0, largeTokens: 0, rss: 1, laterStarts: 0, enumPairs: 5, enumWarmup: 1 },
 }[profile]
 
 const options = {
@@ -73,13 +74,15 @@ const options = {
   largeTokens: Math.round(envNumber('BENCH_LARGE_TOKENS', defaults.largeTokens)),
   rssSeconds: Math.max(1, Math.round(envNumber('BENCH_RSS_SECONDS', defaults.rss))),
   laterStarts: defaults.laterStarts,
+  enumPairs: Math.max(1, Math.round(envNumber('BENCH_ENUM_PAIRS', defaults.enumPairs))),
+  enumWarmup: defaults.enumWarmup,
   sections: selectedSections(),
   jsonPath: flags.json ?? projectPath('bench', 'results', 'latest.json'),
 }
 
 function selectedSections(): Set<Section> {
   const only = flags.only ?? process.env.BENCH_ONLY
-  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'login', 'rss'])
+  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'login', 'rss', 'enum'])
   if (only === undefined || only === '') return new Set(SECTIONS)
   const picked = only.split(',').map((s) => s.trim())
   const unknown = picked.filter((s) => !(SECTIONS as readonly string[]).includes(s))
@@ -121,7 +124,8 @@ function ratioRow(
   ours: number,
   reference: number,
   unit: string,
-  target: { atLeast?: number; atMost?: number },
+  /** within: |ratio − 1| at most this (a figure that should read 1.00). */
+  target: { atLeast?: number; atMost?: number; within?: number },
   note = '',
   failures = 0,
 ): void {
@@ -129,9 +133,24 @@ function ratioRow(
   // A figure with no successful request (a broken run) must not read as a ratio.
   const ratio = Number.isFinite(computed) && reference > 0 ? computed : null
   const met =
-    ratio === null ? false : target.atLeast !== undefined ? ratio >= target.atLeast : target.atMost !== undefined ? ratio <= target.atMost : null
+    ratio === null
+      ? false
+      : target.atLeast !== undefined
+        ? ratio >= target.atLeast
+        : target.atMost !== undefined
+          ? ratio <= target.atMost
+          : target.within !== undefined
+            ? Math.abs(ratio - 1) <= target.within
+            : null
   if (ratio === null) note = `no valid measurement ${note}`.trim()
-  const text = target.atLeast !== undefined ? `≥ ${target.atLeast.toFixed(2)}` : target.atMost !== undefined ? `≤ ${target.atMost.toFixed(2)}` : '—'
+  const text =
+    target.atLeast !== undefined
+      ? `≥ ${target.atLeast.toFixed(2)}`
+      : target.atMost !== undefined
+        ? `≤ ${target.atMost.toFixed(2)}`
+        : target.within !== undefined
+          ? `1.00 ± ${target.within.toFixed(2)}`
+          : '—'
   rows.push({ section, figure, ours, reference, ratio, unit, target: text, met, note, failures })
 }
 
@@ -176,6 +195,7 @@ function table(): string {
 // Servers
 
 const keyPem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+const refreshPepper = randomBytes(48).toString('base64url')
 const secret = () => randomBytes(12).toString('base64url')
 const rolePasswords = { AUTH_API_DB_PASSWORD: secret(), WRITE_API_DB_PASSWORD: secret(), READONLY_DB_PASSWORD: secret() }
 
@@ -203,8 +223,11 @@ function serviceEnv(db: BenchDatabase, port: number, dataDir: string): Record<st
     RUN_MIGRATIONS: 'false',
     RATE_LIMIT_ENABLED: 'false',
     JWT_PRIVATE_KEY: keyPem,
+    REFRESH_TOKEN_PEPPER: refreshPepper,
     // Never contacted: no route the bench drives sends mail.
     SMTP_URL: 'smtp://127.0.0.1:9',
+    // Production refuses a plain-http or localhost APP_URL; no link is ever mailed here.
+    APP_URL: 'https://activity-auth.bench.invalid',
     DATA_DIR: dataDir,
     ...rolePasswords,
   }
@@ -215,9 +238,9 @@ interface Running {
   url: string
 }
 
-async function startService(db: BenchDatabase, dataDir: string): Promise<Running> {
+async function startService(db: BenchDatabase, dataDir: string, env: Record<string, string> = {}): Promise<Running> {
   const port = await freePort()
-  const child = startChild(nodeArgs('src/server.ts'), { env: serviceEnv(db, port, dataDir) })
+  const child = startChild(nodeArgs('src/server.ts'), { env: { ...serviceEnv(db, port, dataDir), ...env } })
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(child, `${url}/api/health/ready`)
   return { child, url }
@@ -618,6 +641,145 @@ async function rssSection(ctx: Context): Promise<void> {
   }
 }
 
+// Enumeration timing (issue 11, part 5): does an address with an account take as
+// long as one without — the request itself, and a readiness probe (one database
+// round trip) sent right after its answer? A connection discarded on an expected
+// database error showed as a reconnect in the probe (~30 ms instead of ~3 ms).
+// Interleaved pairs (the order alternating within a pair) so drift hits both
+// kinds alike; medians; printed, never asserted.
+
+type EnumKind = 'known' | 'unknown'
+
+interface EnumFlow {
+  name: string
+  path: string
+  /** Labels of the two kinds, e.g. taken / new. */
+  labels: Record<EnumKind, string>
+  /** What both kinds answer. */
+  status: number
+  body: (kind: EnumKind, i: number) => Record<string, string>
+  /** Only the probe row: the two requests differ by design, the probe after them must not. */
+  probeOnly?: boolean
+  /** An argon2id hash or verify per request: half the pairs, to keep the section near a minute. */
+  hashes?: boolean
+}
+
+interface EnumTimes {
+  request: number[]
+  probe: number[]
+}
+
+async function requestThenProbe(url: string, flow: EnumFlow, kind: EnumKind, i: number, failures: Map<string, number>): Promise<[number, number]> {
+  const fail = (what: string) => failures.set(what, (failures.get(what) ?? 0) + 1)
+  let started = performance.now()
+  const res = await fetch(`${url}${flow.path}`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(flow.body(kind, i)) })
+  await res.arrayBuffer()
+  const requestMs = performance.now() - started
+  if (res.status !== flow.status) fail(`${flow.labels[kind]} ${res.status}`)
+  started = performance.now()
+  const probe = await fetch(`${url}/api/health/ready`)
+  await probe.arrayBuffer()
+  const probeMs = performance.now() - started
+  if (probe.status !== 200) fail(`probe ${probe.status}`)
+  return [requestMs, probeMs]
+}
+
+async function enumSection(ctx: Context): Promise<void> {
+  const per = options.enumWarmup + options.enumPairs
+  if (3 * per > options.users) throw new Error(`enum: ${per} trials per flow need ${3 * per} seeded users (BENCH_USERS ${options.users})`)
+  // Each known address is used once, so no lockout, mail budget or newest-token rule
+  // makes a later trial take another path than the first.
+  const seeded = (block: number, i: number) => benchEmail(options.users - 1 - block * per - i)
+  const run = randomBytes(3).toString('hex')
+  const fresh = (flow: string, i: number) => `enum-${run}-${flow}-${i}@bench.example`
+  const password = 'enumeration bench passphrase 7'
+  const flows: EnumFlow[] = [
+    {
+      name: 'signup',
+      path: '/api/auth/signup',
+      labels: { known: 'taken', unknown: 'new' },
+      status: 202,
+      body: (kind, i) => ({ email: kind === 'known' ? seeded(0, i) : fresh('signup', i), password }),
+      hashes: true,
+    },
+    {
+      name: 'forgot-password',
+      path: '/api/auth/forgot-password',
+      labels: { known: 'known', unknown: 'unknown' },
+      status: 202,
+      body: (kind, i) => ({ email: kind === 'known' ? seeded(1, i) : fresh('forgot', i) }),
+    },
+    {
+      name: 'resend-verification',
+      path: '/api/auth/resend-verification',
+      labels: { known: 'known unverified', unknown: 'unknown' },
+      status: 202,
+      body: (kind, i) => ({ email: kind === 'known' ? fresh('unverified', i) : fresh('resend', i) }),
+    },
+    {
+      name: 'login',
+      path: '/api/auth/login',
+      labels: { known: 'wrong password', unknown: 'unknown email' },
+      status: 401,
+      body: (kind, i) => ({ email: kind === 'known' ? seeded(2, i) : fresh('login', i), password }),
+      hashes: true,
+    },
+    {
+      // The probe's own check: a well-formed token nobody issued makes the procedure raise
+      // AU004 (an expected database error); a malformed one is refused before the database.
+      // A connection discarded on that error shows here as a reconnect in the probe.
+      name: 'verify-email',
+      path: '/api/auth/verify-email',
+      labels: { known: 'unknown token', unknown: 'malformed token' },
+      status: 400,
+      body: (kind) => ({ token: kind === 'known' ? randomBytes(32).toString('base64url') : 'not-a-token' }),
+      probeOnly: true,
+    },
+  ]
+  const sectionStarted = performance.now()
+  // Accounts that exist and are not verified yet, for resend-verification.
+  for (let i = 0; i < per; i++) await createUser(ctx.pool, { email: fresh('unverified', i), hashedPassword: ctx.passwordHash })
+  const sink = await startSmtpSink()
+  // Rate limiting is off in the bench; the per-IP lock would otherwise end a full run's
+  // 220 failed logins from one address with 429s.
+  const service = await startService(ctx.small, ctx.dataDir, { SMTP_URL: sink.url, LOCKOUT_IP_THRESHOLD: '1000000' })
+  try {
+    for (const flow of flows) {
+      const pairs = flow.hashes === true ? Math.ceil(options.enumPairs / 2) : options.enumPairs
+      const warmup = flow.hashes === true ? Math.ceil(options.enumWarmup / 2) : options.enumWarmup
+      log(`enum: ${flow.name}, ${flow.labels.known} vs ${flow.labels.unknown}: ${warmup} + ${pairs} interleaved pairs, a readiness probe after each request`)
+      const times: Record<EnumKind, EnumTimes> = { known: { request: [], probe: [] }, unknown: { request: [], probe: [] } }
+      const failures = new Map<string, number>()
+      for (let i = 0; i < warmup + pairs; i++) {
+        const order: EnumKind[] = i % 2 === 0 ? ['known', 'unknown'] : ['unknown', 'known']
+        for (const kind of order) {
+          const [requestMs, probeMs] = await requestThenProbe(service.url, flow, kind, i, failures)
+          if (i < warmup) continue
+          times[kind].request.push(requestMs)
+          times[kind].probe.push(probeMs)
+        }
+      }
+      const failed = [...failures.values()].reduce((a, b) => a + b, 0)
+      const failedNote = failed > 0 ? `; unexpected answers: ${[...failures].map(([k, n]) => `${k}: ${n}`).join(', ')}` : ''
+      const { known, unknown } = times
+      const describe = (key: keyof EnumTimes) => {
+        const slower = known[key].filter((ms, j) => ms > (unknown[key][j] as number)).length
+        const delta = median(known[key]) - median(unknown[key])
+        return `Δ p50 ${delta >= 0 ? '+' : ''}${delta.toFixed(2)} ms; ${flow.labels.known} slower in ${Math.round((100 * slower) / pairs)} % of ${pairs} pairs`
+      }
+      const label = `${flow.labels.known} ÷ ${flow.labels.unknown}`
+      if (flow.probeOnly !== true) {
+        ratioRow('enum', `enumeration: ${flow.name} p50, ${label}`, median(known.request), median(unknown.request), 'ms', { within: 0.1 }, `${describe('request')}${failedNote}`, failed)
+      }
+      ratioRow('enum', `enumeration: health probe after ${flow.name}, ${label}`, median(known.probe), median(unknown.probe), 'ms', { within: 0.1 }, `${describe('probe')}${flow.probeOnly === true ? failedNote : ''}`, failed)
+    }
+    log(`enum: ${sink.delivered()} mails accepted by the bench's SMTP sink; ${((performance.now() - sectionStarted) / 1000).toFixed(0)} s`)
+  } finally {
+    await service.child.stop()
+    await sink.close()
+  }
+}
+
 async function startupSection(): Promise<void> {
   log('start to ready: `src/server.ts` with the embedded database, first start and later starts')
   const dir = await mkdtemp(path.join(os.tmpdir(), 'activity-auth-bench-start-'))
@@ -801,6 +963,7 @@ async function main(): Promise<void> {
     if (options.sections.has('login')) await loginSection(ctx)
     if (options.sections.has('peer')) await peerSection(ctx)
     if (options.sections.has('growth')) await growthSection(ctx)
+    if (options.sections.has('enum')) await enumSection(ctx)
     await service.child.stop()
     service = undefined
     if (options.sections.has('rss')) await rssSection(ctx)

@@ -4,9 +4,11 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { DestinationStream } from 'pino'
 import { loadSigningKeys } from './auth/keys.ts'
 import { createMailer, type Mailer } from './auth/mailer.ts'
+import { createPasswordPolicy } from './auth/password-policy.ts'
 import { createPasswordHasher } from './auth/passwords.ts'
+import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
 import { AuthService } from './auth/service.ts'
-import { corsOrigins, type Config } from './config.ts'
+import { corsOrigins, type Config, type TrustProxy } from './config.ts'
 import { checkSession } from './db/procedures.ts'
 import { loggingServerOptions } from './logging.ts'
 import cleanupPlugin from './plugins/cleanup.ts'
@@ -36,13 +38,24 @@ export interface AppOptions {
   mailer?: Mailer
 }
 
+/**
+ * TRUST_PROXY as Fastify's trustProxy. Fastify 5.12 ignores a number (it cannot check
+ * the peer's address, so it trusts nobody); a hop count is kept here as the function
+ * it always meant — the nearest N hops, whatever their address — which is safe only
+ * when nothing but the proxy can reach this port (README: Behind a proxy).
+ */
+export function trustProxyOption(trust: TrustProxy): FastifyServerOptions['trustProxy'] {
+  if (typeof trust !== 'number') return trust
+  return (_address: string, hop: number) => hop < trust
+}
+
 /** Constructor options shared by the server and the tests. */
 export function serverOptions(config: Config, logStream?: DestinationStream): FastifyServerOptions {
   return {
     ...loggingServerOptions(config.LOG_LEVEL, logStream),
     ...errorServerOptions(),
     bodyLimit: config.BODY_LIMIT,
-    trustProxy: config.TRUST_PROXY,
+    trustProxy: trustProxyOption(config.trustProxy),
   }
 }
 
@@ -51,7 +64,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
 
   // external layer
   await app.register(errorsPlugin)
-  await app.register(externalPlugin, { corsOrigins: corsOrigins(config), swagger: config.SWAGGER_ENABLED })
+  await app.register(externalPlugin, { corsOrigins: corsOrigins(config), swagger: config.swaggerEnabled })
   await app.register(rateLimitPlugin, {
     enabled: config.RATE_LIMIT_ENABLED,
     max: config.RATE_LIMIT_MAX,
@@ -62,7 +75,12 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
 
   // app layer
   await app.register(dbPlugin, { config, connectionString: options.databaseUrl })
-  await app.register(metricsPlugin, { pool: app.db })
+  await app.register(metricsPlugin, {
+    pool: app.db,
+    // Production without a token: not served at all (it tells strangers too much).
+    serve: config.METRICS_TOKEN !== undefined || config.NODE_ENV !== 'production',
+    ...(config.METRICS_TOKEN === undefined ? {} : { token: config.METRICS_TOKEN }),
+  })
   await app.register(cleanupPlugin, {
     intervalMs: config.CLEANUP_INTERVAL_MINUTES * 60_000,
     retentionHours: config.UNVERIFIED_RETENTION_HOURS,
@@ -81,12 +99,18 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     accessTokenTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
     checkSession: (userId, sessionId) => checkSession(app.db, { userId, familyId: sessionId }),
   })
+  const refreshPepper = await loadRefreshTokenPepper({
+    pepper: config.REFRESH_TOKEN_PEPPER,
+    dataDir: config.dataDir,
+    production: config.NODE_ENV === 'production',
+  })
   const mailer =
     options.mailer ??
     createMailer({
       ...(config.SMTP_URL === undefined ? {} : { smtpUrl: config.SMTP_URL }),
       from: config.MAIL_FROM,
       appUrl: config.APP_URL,
+      production: config.NODE_ENV === 'production',
       logger: app.log,
     })
   const service = new AuthService({
@@ -96,11 +120,26 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
       timeCost: config.ARGON2_TIME_COST,
       parallelism: config.ARGON2_PARALLELISM,
     }),
+    passwordPolicy: createPasswordPolicy({
+      minLength: config.PASSWORD_MIN_LENGTH,
+      ...(config.PASSWORD_BREACH_CHECK
+        ? {
+            breachCheck: {
+              url: config.PASSWORD_BREACH_API_URL,
+              timeoutMs: config.PASSWORD_BREACH_TIMEOUT_MS,
+              failOpen: config.PASSWORD_BREACH_FAIL_OPEN,
+            },
+          }
+        : {}),
+      log: app.log,
+    }),
     mailer,
     log: app.log,
     signAccessToken: (claims) => app.signAccessToken(claims),
+    deriveRefreshSuccessor: (presented) => deriveRefreshSuccessor(refreshPepper, presented),
     onLoginOutcome: (outcome) => app.metrics.loginOutcome(outcome),
     onRefreshReuse: () => app.metrics.refreshReuse(),
+    onMailSuppressed: (kind) => app.metrics.mailSuppressed(kind),
     policy: {
       requireEmailVerification: config.REQUIRE_EMAIL_VERIFICATION,
       refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
@@ -114,6 +153,8 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
         ipThreshold: config.LOCKOUT_IP_THRESHOLD,
         windowSeconds: config.LOCKOUT_WINDOW_SECONDS,
       },
+      deviceTtlSeconds: config.DEVICE_TOKEN_TTL_DAYS * 86_400,
+      mailBudget: { max: config.MAIL_BUDGET_MAX, windowSeconds: config.MAIL_BUDGET_WINDOW_SECONDS },
     },
   })
   app.decorate('auth', service)

@@ -3,6 +3,7 @@
 // declared types before the check, so a typo fails loudly instead of defaulting.
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { isIP } from 'node:net'
 import path from 'node:path'
 
 const Bool = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
@@ -53,6 +54,10 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_TTL_SECONDS: Int(604_800, 60),
   REFRESH_FAMILY_TTL_SECONDS: Int(2_592_000, 60),
   REFRESH_REUSE_GRACE_SECONDS: Int(10, 0, 300),
+  // Secret a rotated refresh token's successor is derived with (HMAC-SHA-256), so a retry
+  // inside the grace window gets the same successor. Required in production; unset in
+  // development: generated and kept under DATA_DIR/secrets.
+  REFRESH_TOKEN_PEPPER: Type.Optional(Type.String({ minLength: 32 })),
 
   // Email verification and reset.
   REQUIRE_EMAIL_VERIFICATION: Bool(true),
@@ -60,6 +65,9 @@ export const EnvSchema = Type.Object({
   SMTP_URL: Type.Optional(Type.String({ minLength: 1 })),
   MAIL_FROM: Type.String({ default: 'Activity <no-reply@activity.local>' }),
   APP_URL: Type.String({ default: 'http://localhost:8000', pattern: '^https?://' }),
+  // Production refuses a plain-http or localhost APP_URL (mail links would be useless
+  // or interceptable) unless this says it is meant (e.g. a staging host without TLS).
+  ALLOW_INSECURE_APP_URL: Bool(false),
 
   // Throttling: per IP and route (rate limit), per account (database lockout).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1 })),
@@ -73,16 +81,36 @@ export const EnvSchema = Type.Object({
   LOCKOUT_MAX_SECONDS: Int(900, 1),
   LOCKOUT_IP_THRESHOLD: Int(50, 1),
   LOCKOUT_WINDOW_SECONDS: Int(3600, 60),
+  // A device that logged in successfully keeps its own lockout counter this long
+  // (an attacker without the password cannot lock the owner out of it).
+  DEVICE_TOKEN_TTL_DAYS: Int(90, 1, 3650),
+  // Per recipient address and kind of mail (verification, reset, "account exists"),
+  // shared by every instance through the database; above it mail is silently not sent.
+  MAIL_BUDGET_MAX: Int(5, 1, 1000),
+  MAIL_BUDGET_WINDOW_SECONDS: Int(3600, 60),
 
   // Password hashing (argon2id; OWASP defaults).
   ARGON2_MEMORY_KIB: Int(19_456, 1024, 4_194_304),
   ARGON2_TIME_COST: Int(2, 1, 100),
   ARGON2_PARALLELISM: Int(1, 1, 64),
 
+  // Password policy (src/auth/password-policy.ts). The maximum stays 128 code points.
+  PASSWORD_MIN_LENGTH: Int(8, 1, 128),
+  // Have I Been Pwned range API (k-anonymity: only 5 hex chars of the SHA-1 leave the service).
+  PASSWORD_BREACH_CHECK: Bool(false),
+  PASSWORD_BREACH_API_URL: Type.String({ default: 'https://api.pwnedpasswords.com', pattern: '^https?://' }),
+  PASSWORD_BREACH_TIMEOUT_MS: Int(1500, 50, 60_000),
+  PASSWORD_BREACH_FAIL_OPEN: Bool(true),
+
   BODY_LIMIT: Int(16_384, 1024, 10_485_760),
-  // Behind a reverse proxy: take the client address from X-Forwarded-For (for rate limits, audit).
-  TRUST_PROXY: Bool(false),
-  SWAGGER_ENABLED: Bool(true),
+  // Which hops may set X-Forwarded-For (client address for rate limits, IP lock, sessions,
+  // audit): false, a hop count, or a comma-separated list of proxy addresses/CIDRs.
+  // Parsed by parseTrustProxy; `true` (trust everyone) is refused in production.
+  TRUST_PROXY: Type.String({ default: 'false', minLength: 1 }),
+  // Unset: on outside production, off in production (the API's map is not for strangers).
+  SWAGGER_ENABLED: Type.Optional(Type.Boolean()),
+  // Bearer token for GET /metrics. Set: required everywhere. Unset in production: /metrics is not served.
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CORS_ORIGINS: Type.String({ default: '' }),
   CLEANUP_INTERVAL_MINUTES: Int(0, 0),
   AUDIT_RETENTION_DAYS: Int(90, 1),
@@ -104,6 +132,50 @@ export interface Config extends Env {
   /** True when no external database is configured: start the embedded PostgreSQL 16. */
   embedded: boolean
   runMigrations: boolean
+  /** TRUST_PROXY parsed into what Fastify's `trustProxy` takes. */
+  trustProxy: TrustProxy
+  /** SWAGGER_ENABLED, defaulted by NODE_ENV. */
+  swaggerEnabled: boolean
+}
+
+/** false: ignore X-Forwarded-For; a number: trust that many hops; a list: trust those proxies. */
+export type TrustProxy = boolean | number | string[]
+
+/** proxy-addr's names for address ranges, accepted in a TRUST_PROXY list. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function isProxyEntry(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.has(entry) || isIP(entry) !== 0) return true
+  const slash = entry.indexOf('/')
+  if (slash < 0) return false
+  const family = isIP(entry.slice(0, slash))
+  const bits = entry.slice(slash + 1)
+  return family !== 0 && /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
+}
+
+/**
+ * TRUST_PROXY → Fastify's trustProxy. Each entry is checked here, so a typo fails at
+ * start instead of silently trusting nobody (or, worse, the wrong network).
+ */
+export function parseTrustProxy(value: string): TrustProxy {
+  const v = value.trim().toLowerCase()
+  if (v === 'false') return false
+  if (v === 'true') return true
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v)
+    if (hops > 100) throw new ConfigError(`invalid configuration: TRUST_PROXY: ${hops} hops is not a plausible proxy chain`)
+    // 0 hops trusts nobody: the same as false.
+    return hops === 0 ? false : hops
+  }
+  const entries = v.split(',').map((e) => e.trim())
+  const bad = entries.filter((e) => !isProxyEntry(e))
+  if (bad.length > 0) {
+    throw new ConfigError(
+      `invalid configuration: TRUST_PROXY: ${bad.map((e) => JSON.stringify(e)).join(', ')} is not an address or CIDR ` +
+        '(use false, a hop count, or a comma-separated list such as 127.0.0.1,10.0.0.0/8)',
+    )
+  }
+  return entries
 }
 
 /** Development defaults that must never reach production. */
@@ -168,6 +240,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, use: ConfigU
     databaseAdminUrl: env.DATABASE_ADMIN_URL,
     embedded,
     runMigrations: env.RUN_MIGRATIONS ?? env.NODE_ENV !== 'production',
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    swaggerEnabled: env.SWAGGER_ENABLED ?? env.NODE_ENV !== 'production',
   }
   assertProductionSafe(config, use)
   return config
@@ -194,8 +268,12 @@ export function assertProductionSafe(config: Config, use: ConfigUse = 'service')
   }
   if (use === 'service') {
     if (config.JWT_PRIVATE_KEY === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
-    if (config.SMTP_URL === undefined && config.REQUIRE_EMAIL_VERIFICATION) {
-      problems.push('SMTP_URL is required while REQUIRE_EMAIL_VERIFICATION is on')
+    problems.push(...weakPepper(config.REFRESH_TOKEN_PEPPER))
+    // Always, not only with verification on: without SMTP, reset links would have nowhere to go.
+    if (config.SMTP_URL === undefined) problems.push('SMTP_URL is required (production never logs mail)')
+    if (!config.ALLOW_INSECURE_APP_URL) problems.push(...insecureAppUrl(config.APP_URL))
+    if (config.trustProxy === true) {
+      problems.push('TRUST_PROXY=true trusts any client-written X-Forwarded-For; use a hop count or the proxy addresses')
     }
   }
   if (problems.length > 0) throw new ConfigError(`refusing to start in production: ${problems.join('; ')}`)
@@ -210,6 +288,30 @@ export function devRolePasswords(config: Config): string[] {
   return (['AUTH_API_DB_PASSWORD', 'WRITE_API_DB_PASSWORD', 'READONLY_DB_PASSWORD'] as const)
     .filter((key) => DEV_PASSWORDS.has(config[key]))
     .map((key) => `${key} is a development default`)
+}
+
+const LOCAL_HOSTS = /^(localhost|.*\.localhost|127(\.\d{1,3}){3}|\[::1\]|0\.0\.0\.0|\[::\])$/i
+
+/** Why APP_URL is unfit for mail links in production (none: fit). */
+function insecureAppUrl(appUrl: string): string[] {
+  let url: URL
+  try {
+    url = new URL(appUrl)
+  } catch {
+    return ['APP_URL is not a URL']
+  }
+  const problems: string[] = []
+  if (url.protocol !== 'https:') problems.push('APP_URL must be https (or set ALLOW_INSECURE_APP_URL=true)')
+  if (LOCAL_HOSTS.test(url.hostname)) problems.push('APP_URL must not be a localhost address (or set ALLOW_INSECURE_APP_URL=true)')
+  return problems
+}
+
+/** Why REFRESH_TOKEN_PEPPER is unfit for production (none: fit). Its length (>= 32) the schema checks everywhere. */
+function weakPepper(pepper: string | undefined): string[] {
+  if (pepper === undefined) return ['REFRESH_TOKEN_PEPPER is required (a generated one is for development; e.g. openssl rand -base64 48)']
+  // A placeholder ("changeme" repeated, "xxxx…") is not a secret.
+  if (new Set(pepper).size < 10) return ['REFRESH_TOKEN_PEPPER is not random enough (use e.g. openssl rand -base64 48)']
+  return []
 }
 
 function safePassword(url: string): string | undefined {

@@ -1,5 +1,5 @@
-// Logging: pino JSON with secrets redacted, request ids that a caller may pass
-// in (when well-formed), and one log line per request.
+// Logging: pino JSON with secrets redacted, the service's own request ids (a
+// caller's id is echoed and logged beside it, never adopted), and one log line per request.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
@@ -43,16 +43,34 @@ export function loggerOptions(level: string, stream?: DestinationStream): Fastif
 }
 
 /** What a caller may send as x-request-id: anything else could forge or flood log lines. */
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
+const CALLER_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
 
-export function genReqId(req: IncomingMessage): string {
+/**
+ * request.id is always our own random UUID: it goes into audit rows and problem
+ * bodies, where a caller-chosen id could collide with another request's on purpose
+ * or point an investigation at the wrong rows.
+ */
+export function genReqId(): string {
+  return randomUUID()
+}
+
+/** The caller's x-request-id when short and well-formed; undefined otherwise. */
+export function callerRequestId(req: Pick<IncomingMessage, 'headers'>): string | undefined {
   const incoming = req.headers['x-request-id']
-  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+  return typeof incoming === 'string' && CALLER_REQUEST_ID.test(incoming) ? incoming : undefined
+}
+
+/**
+ * The x-request-id of the response: the caller's own id echoed (so a gateway's trace
+ * still lines up), else ours. The completion log line carries both.
+ */
+export function responseRequestId(request: Pick<FastifyRequest, 'id' | 'headers'>): string {
+  return callerRequestId(request) ?? request.id
 }
 
 /**
  * requestIdHeader is false on purpose: with a header name set, Fastify takes
- * the header verbatim and never calls genReqId, so genReqId reads and checks it.
+ * the header verbatim as request.id and never calls genReqId.
  */
 export function requestIdOptions(): Pick<FastifyServerOptions, 'requestIdHeader' | 'genReqId'> {
   return { requestIdHeader: false, genReqId }
@@ -77,6 +95,7 @@ export class RequestLogController extends LogController {
       statusCode: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 100) / 100,
       requestId: request.id,
+      callerRequestId: callerRequestId(request),
     }
     if (error) reply.log.error({ ...line, err: error }, 'request failed')
     else reply.log.info(line, 'request completed')

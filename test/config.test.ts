@@ -1,6 +1,9 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.ts'
 
+/** 48 random bytes, base64url: what `openssl rand -base64 48` gives, URL-safe. */
+const GOOD_PEPPER = 'q3Vt7wYkP0sJ2nXcR9aLmE4hB6uZfD1gT8oKiW5yNvQxS-_rMjHbCe3pAlUzGdFo'
+
 t.test('defaults: development, embedded database, seed-000 pool settings', async (t) => {
   const c = loadConfig({})
   t.equal(c.NODE_ENV, 'development')
@@ -35,7 +38,7 @@ t.test('production refuses development defaults', async (t) => {
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), /DATABASE_URL is required/)
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), /JWT_PRIVATE_KEY is required/)
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), /SMTP_URL is required/)
-  t.doesNotThrow(
+  t.throws(
     () =>
       loadConfig({
         NODE_ENV: 'production',
@@ -44,9 +47,12 @@ t.test('production refuses development defaults', async (t) => {
         WRITE_API_DB_PASSWORD: 's3cret-b',
         READONLY_DB_PASSWORD: 's3cret-c',
         JWT_PRIVATE_KEY: 'pem',
+        REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
+        APP_URL: 'https://auth.example.com',
         REQUIRE_EMAIL_VERIFICATION: 'false',
       }),
-    'no SMTP needed when verification is off',
+    /SMTP_URL is required/,
+    'SMTP is required even with verification off: reset links would otherwise go to the log',
   )
   t.throws(
     () => loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgresql://auth_api_user:auth_api_dev_password@db/activitydb' }),
@@ -68,9 +74,122 @@ t.test('production refuses development defaults', async (t) => {
     WRITE_API_DB_PASSWORD: 's3cret-b',
     READONLY_DB_PASSWORD: 's3cret-c',
     JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----',
+    REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
     SMTP_URL: 'smtp://mail.internal:587',
+    APP_URL: 'https://auth.example.com',
   })
   t.equal(ok.runMigrations, false, 'production does not migrate at start unless asked')
+  t.equal(ok.swaggerEnabled, false, 'no /docs in production unless asked')
+  t.equal(ok.trustProxy, false)
+})
+
+/** Everything production needs, so each test below changes one thing. */
+const PRODUCTION = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgresql://auth_api_user:s3cret-a@db/activitydb',
+  AUTH_API_DB_PASSWORD: 's3cret-a',
+  WRITE_API_DB_PASSWORD: 's3cret-b',
+  READONLY_DB_PASSWORD: 's3cret-c',
+  JWT_PRIVATE_KEY: 'pem',
+  REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
+  SMTP_URL: 'smtp://mail.internal:587',
+  APP_URL: 'https://auth.example.com',
+}
+
+t.test('production refuses a plain-http or localhost APP_URL unless ALLOW_INSECURE_APP_URL says so', async (t) => {
+  t.doesNotThrow(() => loadConfig(PRODUCTION), 'the baseline starts')
+  for (const [appUrl, why] of [
+    ['http://localhost:8000', /APP_URL must be https.*APP_URL must not be a localhost/],
+    ['http://auth.example.com', /APP_URL must be https/],
+    ['https://localhost', /localhost/],
+    ['https://127.0.0.1:8443', /localhost/],
+    ['https://[::1]', /localhost/],
+    ['https://app.localhost', /localhost/],
+    ['https://0.0.0.0', /localhost/],
+  ] as const) {
+    t.throws(() => loadConfig({ ...PRODUCTION, APP_URL: appUrl }), why, appUrl)
+    t.doesNotThrow(() => loadConfig({ ...PRODUCTION, APP_URL: appUrl, ALLOW_INSECURE_APP_URL: 'true' }), `${appUrl}: with the override`)
+  }
+  t.doesNotThrow(() => loadConfig({ APP_URL: 'http://localhost:8000' }), 'development takes it')
+  t.doesNotThrow(
+    () => loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: 'postgresql://postgres:s3cret-s@db/activitydb' }, 'operations'),
+    'the CLI sends no mail: no APP_URL or SMTP check',
+  )
+})
+
+t.test('TRUST_PROXY: false, a hop count or proxy addresses; true only outside production', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false, 'default')
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false, 'zero hops: nobody')
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
+  t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
+  t.same(loadConfig({ TRUST_PROXY: '127.0.0.1' }).trustProxy, ['127.0.0.1'])
+  t.same(loadConfig({ TRUST_PROXY: ' 127.0.0.1, 10.0.0.0/8 ,fd00::/8,::1,loopback' }).trustProxy, [
+    '127.0.0.1',
+    '10.0.0.0/8',
+    'fd00::/8',
+    '::1',
+    'loopback',
+  ])
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true, 'development may trust everyone')
+  for (const bad of ['yes', '10.0.0.0/33', '10.0.0/8', 'proxy.internal', '127.0.0.1,', '::1/129', '1000', '-1']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), /TRUST_PROXY/, `refused: ${bad}`)
+  }
+  t.throws(() => loadConfig({ ...PRODUCTION, TRUST_PROXY: 'true' }), /TRUST_PROXY=true/, 'production refuses true')
+  t.same(loadConfig({ ...PRODUCTION, TRUST_PROXY: '10.0.0.0/8' }).trustProxy, ['10.0.0.0/8'], 'and takes a CIDR')
+  t.equal(loadConfig({ ...PRODUCTION, TRUST_PROXY: '1' }).trustProxy, 1, 'and a hop count')
+})
+
+t.test('SWAGGER_ENABLED defaults by NODE_ENV; METRICS_TOKEN and password settings are validated', async (t) => {
+  t.equal(loadConfig({}).swaggerEnabled, true, 'on in development')
+  t.equal(loadConfig(PRODUCTION).swaggerEnabled, false, 'off in production')
+  t.equal(loadConfig({ ...PRODUCTION, SWAGGER_ENABLED: 'true' }).swaggerEnabled, true, 'unless asked for')
+  t.equal(loadConfig({ SWAGGER_ENABLED: 'false' }).swaggerEnabled, false)
+  t.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), /METRICS_TOKEN/, 'a guessable metrics token is refused')
+  t.equal(loadConfig({ METRICS_TOKEN: 'a'.repeat(32) }).METRICS_TOKEN, 'a'.repeat(32))
+  const c = loadConfig({})
+  t.same(
+    [c.PASSWORD_MIN_LENGTH, c.PASSWORD_BREACH_CHECK, c.PASSWORD_BREACH_API_URL, c.PASSWORD_BREACH_TIMEOUT_MS, c.PASSWORD_BREACH_FAIL_OPEN],
+    [8, false, 'https://api.pwnedpasswords.com', 1500, true],
+  )
+  t.equal(loadConfig({ PASSWORD_MIN_LENGTH: '15' }).PASSWORD_MIN_LENGTH, 15)
+  t.throws(() => loadConfig({ PASSWORD_MIN_LENGTH: '0' }), /PASSWORD_MIN_LENGTH/)
+  t.throws(() => loadConfig({ PASSWORD_MIN_LENGTH: '129' }), /PASSWORD_MIN_LENGTH/)
+  t.throws(() => loadConfig({ PASSWORD_BREACH_API_URL: 'ftp://x' }), /PASSWORD_BREACH_API_URL/)
+})
+
+t.test('REFRESH_TOKEN_PEPPER: required in production, at least 32 characters everywhere, never a placeholder', async (t) => {
+  const production = {
+    NODE_ENV: 'production',
+    DATABASE_URL: 'postgresql://auth_api_user:s3cret-a@db/activitydb',
+    AUTH_API_DB_PASSWORD: 's3cret-a',
+    WRITE_API_DB_PASSWORD: 's3cret-b',
+    READONLY_DB_PASSWORD: 's3cret-c',
+    JWT_PRIVATE_KEY: 'pem',
+    SMTP_URL: 'smtp://mail.internal:587',
+    APP_URL: 'https://app.example.com',
+  }
+  /** The ConfigError's message, '' when the configuration loads. */
+  const refusal = (env: Record<string, string>): string => {
+    try {
+      loadConfig(env)
+      return ''
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      return err.message
+    }
+  }
+  t.match(refusal(production), /REFRESH_TOKEN_PEPPER is required/, 'production without a pepper is refused')
+  t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: '' }), /REFRESH_TOKEN_PEPPER is required/, 'empty means unset')
+  t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: 'x'.repeat(64) }), /REFRESH_TOKEN_PEPPER is not random enough/)
+  t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: 'changeme'.repeat(4) }), /REFRESH_TOKEN_PEPPER is not random enough/)
+  t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER.slice(0, 31) }), /REFRESH_TOKEN_PEPPER/, '31 characters')
+  t.notMatch(refusal({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }), /REFRESH_TOKEN_PEPPER/, 'a random one is accepted')
+  t.equal(loadConfig({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }, 'operations').NODE_ENV, 'production',
+    'the operations CLI needs none')
+
+  t.equal(loadConfig({}).REFRESH_TOKEN_PEPPER, undefined, 'development: unset is allowed (one is generated under DATA_DIR)')
+  t.throws(() => loadConfig({ REFRESH_TOKEN_PEPPER: 'too-short' }), /REFRESH_TOKEN_PEPPER/, 'a short one is refused in development too')
 })
 
 t.test('.env.example lists every variable of the schema, and loads as a valid development config', async (t) => {

@@ -6,7 +6,7 @@
 //                                            wrapper and a pool configured like the service's
 // Each answers { ok, value: Sample }.
 import { createPasswordHasher } from '../../src/auth/passwords.ts'
-import { hashToken, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
+import { deriveRefreshSuccessor, hashToken, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
 import { loadConfig } from '../../src/config.ts'
 import { createPool } from '../../src/db/pool.ts'
 import { rotateRefreshToken, saveRefreshToken } from '../../src/db/procedures.ts'
@@ -21,6 +21,8 @@ const hasher = createPasswordHasher({
 })
 const pool = createPool(config, config.databaseUrl as string)
 const [firstUser, userCount] = (process.env.BENCH_CEILING_USERS ?? '0:50').split(':').map(Number) as [number, number]
+// The service's (bench/run.ts sets one: production mode requires it).
+const pepper = config.REFRESH_TOKEN_PEPPER ?? 'ceiling-worker-refresh-token-pepper-0123456789'
 const policy = { idle: config.REFRESH_TOKEN_TTL_SECONDS, family: config.REFRESH_FAMILY_TTL_SECONDS, grace: config.REFRESH_REUSE_GRACE_SECONDS }
 
 /** `concurrency` loops calling op for `seconds`; latencies of completed ops. */
@@ -61,8 +63,9 @@ async function chainFor(i: number): Promise<string> {
 async function rotate(seconds: number, concurrency: number): Promise<Sample> {
   for (let i = chains.length; i < concurrency; i++) chains.push(await chainFor(i))
   return closedLoop(seconds, concurrency, async (worker) => {
-    // What AuthService.refresh does besides HTTP and the JWT: a new token, its hash, the call.
-    const next = newRefreshToken()
+    // What AuthService.refresh does besides HTTP and the JWT: the successor derived from the
+    // presented token, its hash, the call.
+    const next = deriveRefreshSuccessor(pepper, chains[worker] as string)
     const result = await rotateRefreshToken(pool, {
       tokenHash: hashToken(chains[worker] as string),
       newTokenHash: next.hash,

@@ -91,3 +91,22 @@ export function accountExistsMail(appUrl: string): MailContent {
     ]),
   }
 }
+
+/** After a password change or reset (ASVS 5.0 6.3.7): the owner learns of it even when it was not them. */
+export function passwordChangedMail(appUrl: string): MailContent {
+  return {
+    subject: 'Your password was changed',
+    text: [
+      'The password of your account was just changed, and your other sessions were signed out.',
+      '',
+      'If it was you, there is nothing to do.',
+      'If it was not you, reset your password now with "Forgot password" on the login screen:',
+      appUrl,
+    ].join('\n'),
+    html: html([
+      'The password of your account was just changed, and your other sessions were signed out.',
+      'If it was you, there is nothing to do.',
+      `If it was not you, reset your password now with &quot;Forgot password&quot; on the login screen: ${button(appUrl, appUrl)}`,
+    ]),
+  }
+}

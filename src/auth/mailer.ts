@@ -2,7 +2,7 @@
 // nothing is sent and one log line carries the recipient, subject and link, so the
 // verify and reset flows still work by copying the link from the log.
 import nodemailer from 'nodemailer'
-import { accountExistsMail, passwordResetMail, verificationMail, type MailContent } from './mail-templates.ts'
+import { accountExistsMail, passwordChangedMail, passwordResetMail, verificationMail, type MailContent } from './mail-templates.ts'
 
 export interface MailerOptions {
   /** e.g. smtp://user:pass@host:587 or smtps://…; append ?pool=true to reuse connections. Unset: log only. */
@@ -10,6 +10,11 @@ export interface MailerOptions {
   from: string
   /** Base of the links in mail (APP_URL), with or without a trailing slash. */
   appUrl: string
+  /**
+   * Production has no log transport at all: a link in a log line is a credential in
+   * every place logs are shipped to. Without smtpUrl, createMailer throws instead.
+   */
+  production?: boolean
   logger: { info(obj: object, msg: string): void }
 }
 
@@ -17,12 +22,16 @@ export interface Mailer {
   sendVerification(to: string, token: string): Promise<void>
   sendPasswordReset(to: string, token: string): Promise<void>
   sendAccountExists(to: string): Promise<void>
+  sendPasswordChanged(to: string): Promise<void>
   close(): Promise<void>
 }
 
 export function createMailer(opts: MailerOptions): Mailer {
   const base = opts.appUrl.replace(/\/+$/, '')
   const tokenLink = (path: string, token: string) => `${base}${path}?token=${encodeURIComponent(token)}`
+  if (opts.production === true && opts.smtpUrl === undefined) {
+    throw new Error('SMTP_URL is required in production: mail links are never written to the log there')
+  }
   const transport = opts.smtpUrl === undefined ? undefined : nodemailer.createTransport(opts.smtpUrl)
 
   const send = async (to: string, mail: MailContent, link: string): Promise<void> => {
@@ -46,6 +55,9 @@ export function createMailer(opts: MailerOptions): Mailer {
     },
     async sendAccountExists(to) {
       await send(to, accountExistsMail(base), base)
+    },
+    async sendPasswordChanged(to) {
+      await send(to, passwordChangedMail(base), base)
     },
     async close() {
       transport?.close()

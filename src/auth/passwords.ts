@@ -81,16 +81,27 @@ export interface PolicyViolation {
   detail: string
 }
 
-/** null when the password is acceptable. Lengths are Unicode code points (an emoji is one). */
-export function checkPasswordPolicy(password: string): PolicyViolation | null {
+export interface LengthLimits {
+  minLength: number
+  maxLength: number
+}
+
+/**
+ * null when the password is acceptable. Lengths are Unicode code points (an emoji is one);
+ * the limits are configurable (PASSWORD_MIN_LENGTH, via password-policy.ts).
+ */
+export function checkPasswordPolicy(
+  password: string,
+  limits: LengthLimits = { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+): PolicyViolation | null {
   // Code points on purpose (the documented unit): an emoji is one, a flag of two symbols is two.
   // eslint-disable-next-line @typescript-eslint/no-misused-spread
   const length = [...password].length
-  if (length < PASSWORD_MIN_LENGTH) {
-    return { code: 'password_too_short', detail: `password must be at least ${PASSWORD_MIN_LENGTH} characters` }
+  if (length < limits.minLength) {
+    return { code: 'password_too_short', detail: `password must be at least ${String(limits.minLength)} characters` }
   }
-  if (length > PASSWORD_MAX_LENGTH) {
-    return { code: 'password_too_long', detail: `password must be at most ${PASSWORD_MAX_LENGTH} characters` }
+  if (length > limits.maxLength) {
+    return { code: 'password_too_long', detail: `password must be at most ${String(limits.maxLength)} characters` }
   }
   if (commonPasswords().has(password.toLowerCase())) {
     return { code: 'password_too_common', detail: 'password is too common, choose another one' }

@@ -18,8 +18,9 @@ import {
   unauthorized,
 } from '../http/problem.ts'
 import type { Mailer } from './mailer.ts'
-import { checkPasswordPolicy, type PasswordHasher } from './passwords.ts'
-import { hashToken, isWellFormedToken, newEmailToken, newRefreshToken } from './refresh-tokens.ts'
+import type { PasswordPolicy } from './password-policy.ts'
+import type { PasswordHasher } from './passwords.ts'
+import { hashToken, isWellFormedToken, newEmailToken, newRefreshToken, type RefreshSuccessor } from './refresh-tokens.ts'
 
 export interface AuthPolicy {
   requireEmailVerification: boolean
@@ -27,31 +28,42 @@ export interface AuthPolicy {
   refreshFamilyTtlSeconds: number
   refreshReuseGraceSeconds: number
   emailTokenTtlSeconds: number
-  lockout: {
-    threshold: number
-    baseSeconds: number
-    maxSeconds: number
-    ipThreshold: number
-    windowSeconds: number
-  }
+  lockout: db.LockoutPolicy
+  /** How long a device that logged in stays trusted (its own lockout counter). */
+  deviceTtlSeconds: number
+  /** Mails of one kind per recipient address and window, across every instance. */
+  mailBudget: db.MailBudget
 }
 
 export interface AuthServiceDeps {
   db: db.Queryable
   hasher: PasswordHasher
+  /** Length, common and (optionally) breached passwords: password-policy.ts. */
+  passwordPolicy: PasswordPolicy
   mailer: Mailer
   policy: AuthPolicy
   log: FastifyBaseLogger
   signAccessToken: (claims: { userId: string; sessionId: string }) => Promise<{ token: string; expiresIn: number }>
+  /** The successor of a presented refresh token, derived under REFRESH_TOKEN_PEPPER (refresh-tokens.ts). */
+  deriveRefreshSuccessor: (presented: string) => RefreshSuccessor
   onLoginOutcome?: (outcome: string) => void
   onRefreshReuse?: () => void
+  /** A mail that was due but not sent: its recipient is over the mail budget. */
+  onMailSuppressed?: (kind: MailKind) => void
 }
+
+export type MailKind = db.EmailTokenPurpose | 'account_exists'
 
 export interface TokenPair {
   accessToken: string
   refreshToken: string
   tokenType: 'Bearer'
   expiresIn: number
+}
+
+export interface LoginResult extends TokenPair {
+  /** Present it at the next login from this device: its guesses then count against it alone. */
+  deviceToken: string
 }
 
 export type Ctx = db.RequestContext
@@ -77,48 +89,73 @@ export class AuthService {
     await Promise.all([...this.pending])
   }
 
-  private assertPolicy(password: string): void {
-    const violation = checkPasswordPolicy(password)
-    if (violation) throw badRequest(violation.code, violation.detail)
+  private async assertPolicy(password: string): Promise<void> {
+    const violation = await this.deps.passwordPolicy.check(password)
+    if (violation === undefined) return
+    // The breach service being down is our failure, not the user's password.
+    if (violation.code === 'breach_check_unavailable') throw new HttpProblem(503, violation.code, violation.detail)
+    throw badRequest(violation.code, violation.detail)
   }
 
-  /** A fresh one-time link (stored hashed) mailed in the background. */
-  private async mailLink(userId: string, purpose: db.EmailTokenPurpose, ctx: Ctx): Promise<void> {
-    const { token, hash } = newEmailToken()
-    const created = await db.createEmailToken(this.deps.db, {
-      userId,
-      purpose,
-      tokenHash: hash,
-      ttlSeconds: this.deps.policy.emailTokenTtlSeconds,
-      ctx,
-    })
+  /** Mail of a kind that was due but is over its recipient's budget: counted and logged, never shown. */
+  private suppressed(kind: MailKind, ctx: Ctx): void {
+    this.deps.onMailSuppressed?.(kind)
+    this.deps.log.warn({ event: 'mail_suppressed', kind, requestId: ctx.requestId }, 'mail not sent: recipient over its mail budget')
+  }
+
+  private sendLink(purpose: db.EmailTokenPurpose, to: string, token: string): void {
     const { mailer } = this.deps
     this.background(`${purpose} mail`, () =>
-      purpose === 'verify_email' ? mailer.sendVerification(created.email, token) : mailer.sendPasswordReset(created.email, token),
+      purpose === 'verify_email' ? mailer.sendVerification(to, token) : mailer.sendPasswordReset(to, token),
     )
   }
 
+  /**
+   * Forgot-password and resend-verification: one procedure call that takes the same
+   * path for every address (a token is made for each; only an eligible account's is stored and mailed).
+   */
+  private async requestLink(email: string, purpose: db.EmailTokenPurpose, ctx: Ctx): Promise<void> {
+    const { token, hash } = newEmailToken()
+    const result = await db.requestEmailLink(this.deps.db, {
+      email,
+      purpose,
+      tokenHash: hash,
+      ttlSeconds: this.deps.policy.emailTokenTtlSeconds,
+      mail: this.deps.policy.mailBudget,
+      ctx,
+    })
+    if (result.send && result.email !== null) this.sendLink(purpose, result.email, token)
+    else if (result.suppressed) this.suppressed(purpose, ctx)
+  }
+
   async signup(email: string, password: string, ctx: Ctx): Promise<void> {
-    this.assertPolicy(password)
-    // Hash before knowing whether the address is taken: both paths cost the same.
+    await this.assertPolicy(password)
+    // Hash and make a token before knowing whether the address is taken, then one
+    // call and one queued mail either way: the two paths cost the same.
     const hashed = await this.deps.hasher.hash(password)
+    const { token, hash } = newEmailToken()
+    let result: db.SignupResult
     try {
-      const user = await db.createUser(this.deps.db, { email, hashedPassword: hashed, ctx })
-      await this.mailLink(user.id, 'verify_email', ctx)
+      result = await db.signup(this.deps.db, {
+        email,
+        hashedPassword: hashed,
+        tokenHash: hash,
+        ttlSeconds: this.deps.policy.emailTokenTtlSeconds,
+        mail: this.deps.policy.mailBudget,
+        ctx,
+      })
     } catch (err) {
-      if (err instanceof DbError && err.code === 'email_taken') {
-        this.background('account-exists notice', () => this.deps.mailer.sendAccountExists(email.trim().toLowerCase()))
-        return
-      }
       if (err instanceof DbError && err.code === 'invalid_email') throw badRequest('invalid_email', 'email address is not valid')
       throw err
     }
+    const kind: MailKind = result.status === 'created' ? 'verify_email' : 'account_exists'
+    if (!result.send) return this.suppressed(kind, ctx)
+    if (kind === 'verify_email') this.sendLink(kind, result.email, token)
+    else this.background('account-exists notice', () => this.deps.mailer.sendAccountExists(result.email))
   }
 
   async resendVerification(email: string, ctx: Ctx): Promise<void> {
-    const user = await db.getUserByEmail(this.deps.db, { email })
-    if (user?.isActive !== true || user.isVerified) return
-    await this.mailLink(user.id, 'verify_email', ctx)
+    await this.requestLink(email, 'verify_email', ctx)
   }
 
   async verifyEmail(token: string, ctx: Ctx): Promise<void> {
@@ -130,52 +167,100 @@ export class AuthService {
     }
   }
 
-  async login(email: string, password: string, ctx: Ctx): Promise<TokenPair> {
+  /**
+   * One password check under the lockout: the attempt is counted (reserved) before
+   * the password is verified, so parallel guesses cannot get past the threshold.
+   * Returns the account when the password is right; a wrong one is recorded as
+   * `failure` and answered 401, a locked key 429 (docs/security.md).
+   */
+  private async checkPassword(
+    who: { email: string; userId?: undefined } | { email?: undefined; userId: string },
+    password: string,
+    deviceToken: string | undefined,
+    failure: 'login_failed' | 'reauth_failed',
+    ctx: Ctx,
+  ): Promise<{ user: db.BegunLogin & { userId: string; email: string; hashedPassword: string }; deviceHash: string | null }> {
     const { policy } = this.deps
-    const lock = await db.checkLoginLock(this.deps.db, { email, ip: ctx.ip ?? null })
-    if (lock) {
+    const ip = ctx.ip ?? null
+    const presented = deviceToken !== undefined && isWellFormedToken(deviceToken) ? hashToken(deviceToken) : null
+    const begun = await db.beginLogin(this.deps.db, {
+      email: who.email ?? null,
+      userId: who.userId ?? null,
+      ip,
+      deviceHash: presented,
+      policy: policy.lockout,
+      ctx,
+    })
+    if (!begun.allowed) {
       this.deps.onLoginOutcome?.('locked')
-      this.deps.log.warn({ event: 'login_locked', requestId: ctx.requestId, lockedUntil: lock }, 'login refused: locked')
-      throw lockedProblem(lock)
+      this.deps.log.warn({ event: 'login_locked', requestId: ctx.requestId, lockedUntil: begun.lockedUntil }, 'login refused: locked')
+      throw lockedProblem(begun.lockedUntil ?? new Date())
     }
-    const user = await db.getUserByEmail(this.deps.db, { email })
+    const deviceHash = begun.trusted ? presented : null
     let ok = false
-    if (user?.isActive === true) {
-      ok = await this.deps.hasher.verify(user.hashedPassword, password)
+    if (begun.isActive === true && begun.hashedPassword !== null) {
+      ok = await this.deps.hasher.verify(begun.hashedPassword, password)
     } else {
       await this.deps.hasher.dummyVerify(password)
     }
-    if (!user || !ok) {
-      const failed = await db.recordFailedLogin(this.deps.db, {
-        email,
-        ip: ctx.ip ?? null,
-        threshold: policy.lockout.threshold,
-        baseSeconds: policy.lockout.baseSeconds,
-        maxSeconds: policy.lockout.maxSeconds,
-        ipThreshold: policy.lockout.ipThreshold,
-        windowSeconds: policy.lockout.windowSeconds,
+    if (!ok || begun.userId === null || begun.email === null || begun.hashedPassword === null) {
+      const failed = await db.endLoginAttempt(this.deps.db, {
+        email: begun.email ?? who.email ?? '',
+        ip,
+        deviceHash,
+        outcome: failure,
+        policy: policy.lockout,
         ctx,
       })
       this.deps.onLoginOutcome?.('failure')
       // No email in the log line: the audit row has it, logs travel further.
       this.deps.log.warn(
-        { event: 'login_failed', requestId: ctx.requestId, failedCount: failed.failedCount, locked: failed.lockedUntil !== null },
-        'login failed',
+        { event: failure, requestId: ctx.requestId, failedCount: failed.failedCount, locked: failed.lockedUntil !== null },
+        failure === 'login_failed' ? 'login failed' : 're-authentication failed',
       )
       throw INVALID_CREDENTIALS()
     }
-    if (!user.isVerified && policy.requireEmailVerification) {
+    return { user: { ...begun, userId: begun.userId, email: begun.email, hashedPassword: begun.hashedPassword }, deviceHash }
+  }
+
+  /** A right password that starts no session gives its reservation back. */
+  private async passwordAccepted(email: string, deviceHash: string | null, ctx: Ctx): Promise<void> {
+    await db.endLoginAttempt(this.deps.db, {
+      email,
+      ip: ctx.ip ?? null,
+      deviceHash,
+      outcome: 'password_ok',
+      policy: this.deps.policy.lockout,
+      ctx,
+    })
+  }
+
+  async login(email: string, password: string, deviceToken: string | undefined, ctx: Ctx): Promise<LoginResult> {
+    const { policy } = this.deps
+    const { user, deviceHash } = await this.checkPassword({ email }, password, deviceToken, 'login_failed', ctx)
+    if (user.isVerified !== true && policy.requireEmailVerification) {
+      await this.passwordAccepted(user.email, deviceHash, ctx)
       this.deps.onLoginOutcome?.('unverified')
       throw forbidden('email_not_verified', 'verify your email address before logging in')
     }
     if (this.deps.hasher.needsRehash(user.hashedPassword)) {
       const rehashed = await this.deps.hasher.hash(password)
-      await db.updatePassword(this.deps.db, { userId: user.id, hashedPassword: rehashed, endSessions: false, ctx })
+      await db.updatePassword(this.deps.db, { userId: user.userId, hashedPassword: rehashed, endSessions: false, ctx })
     }
-    await db.recordSuccessfulLogin(this.deps.db, { userId: user.id, ctx })
-    const pair = await this.startSession(user.id, ctx)
+    // A trusted device keeps its token; any other gets a new one.
+    const device = deviceHash !== null && deviceToken !== undefined ? { token: deviceToken, hash: deviceHash } : newEmailToken()
+    await db.completeLogin(this.deps.db, {
+      userId: user.userId,
+      ip: ctx.ip ?? null,
+      deviceHash,
+      newDeviceHash: device.hash,
+      deviceTtlSeconds: policy.deviceTtlSeconds,
+      ipThreshold: policy.lockout.ipThreshold,
+      ctx,
+    })
+    const pair = await this.startSession(user.userId, ctx)
     this.deps.onLoginOutcome?.('success')
-    return pair
+    return { ...pair, deviceToken: device.token }
   }
 
   private async startSession(userId: string, ctx: Ctx): Promise<TokenPair> {
@@ -198,7 +283,10 @@ export class AuthService {
 
   async refresh(refreshToken: string, ctx: Ctx): Promise<TokenPair> {
     if (!isWellFormedToken(refreshToken)) throw INVALID_REFRESH()
-    const next = newRefreshToken()
+    // Derived, not random: a retry or a parallel presentation inside the grace window
+    // passes the same successor, and the procedure hands that one out again instead of
+    // minting a second (which would fork the session).
+    const next = this.deps.deriveRefreshSuccessor(refreshToken)
     const result = await db.rotateRefreshToken(this.deps.db, {
       tokenHash: hashToken(refreshToken),
       newTokenHash: next.hash,
@@ -212,6 +300,13 @@ export class AuthService {
       this.deps.log.warn(
         { event: 'refresh_token_reuse', userId: result.userId, sessionId: result.familyId, requestId: ctx.requestId },
         'refresh token reuse: session revoked',
+      )
+    } else if (result.status === 'invalid' && result.familyId !== null) {
+      // The live successor was not derived the way this instance derives it: instances
+      // with different REFRESH_TOKEN_PEPPER values, or a pepper changed seconds ago.
+      this.deps.log.warn(
+        { event: 'refresh_successor_mismatch', userId: result.userId, sessionId: result.familyId, requestId: ctx.requestId },
+        'refresh retry refused: successor derived differently (is REFRESH_TOKEN_PEPPER the same on every instance?)',
       )
     }
     if ((result.status !== 'rotated' && result.status !== 'grace') || result.userId === null || result.familyId === null) {
@@ -236,38 +331,47 @@ export class AuthService {
     return user
   }
 
-  private async assertPassword(userId: string, password: string): Promise<void> {
-    const user = await this.me(userId)
-    if (!(await this.deps.hasher.verify(user.hashedPassword, password))) {
-      throw unauthorized('invalid_credentials', 'password is incorrect')
-    }
+  /**
+   * A signed-in user proves the password again (a stolen access token must not be
+   * an account takeover): the same lockout and audit as a login, as `reauth_failed`.
+   * Returns the account's email.
+   */
+  private async reauthenticate(userId: string, password: string, ctx: Ctx): Promise<string> {
+    const { user, deviceHash } = await this.checkPassword({ userId }, password, undefined, 'reauth_failed', ctx)
+    await this.passwordAccepted(user.email, deviceHash, ctx)
+    return user.email
+  }
+
+  /** After a password change or reset the owner hears of it (ASVS 5.0 6.3.7). */
+  private noticePasswordChanged(email: string): void {
+    this.background('password-changed notice', () => this.deps.mailer.sendPasswordChanged(email))
   }
 
   async deleteAccount(userId: string, password: string, ctx: Ctx): Promise<void> {
-    await this.assertPassword(userId, password)
+    await this.reauthenticate(userId, password, ctx)
     await db.deactivateUser(this.deps.db, { userId, ctx })
   }
 
   async changePassword(userId: string, sessionId: string, current: string, next: string, ctx: Ctx): Promise<void> {
-    await this.assertPassword(userId, current)
-    this.assertPolicy(next)
+    await this.assertPolicy(next)
+    const email = await this.reauthenticate(userId, current, ctx)
     const hashed = await this.deps.hasher.hash(next)
     const ended = await db.updatePassword(this.deps.db, { userId, hashedPassword: hashed, endSessions: true, keepFamilyId: sessionId, ctx })
     this.deps.log.info({ event: 'password_changed', userId, sessionsEnded: ended, requestId: ctx.requestId }, 'password changed')
+    this.noticePasswordChanged(email)
   }
 
   async forgotPassword(email: string, ctx: Ctx): Promise<void> {
-    const user = await db.getUserByEmail(this.deps.db, { email })
-    if (user?.isActive !== true) return
-    await this.mailLink(user.id, 'reset_password', ctx)
+    await this.requestLink(email, 'reset_password', ctx)
   }
 
   async resetPassword(token: string, newPassword: string, ctx: Ctx): Promise<void> {
     if (!isWellFormedToken(token)) throw badRequest('invalid_token', 'reset link is invalid')
-    this.assertPolicy(newPassword)
+    await this.assertPolicy(newPassword)
     const hashed = await this.deps.hasher.hash(newPassword)
+    let consumed: db.ConsumedEmailToken
     try {
-      await db.consumeEmailToken(this.deps.db, {
+      consumed = await db.consumeEmailToken(this.deps.db, {
         tokenHash: hashToken(token),
         purpose: 'reset_password',
         newHashedPassword: hashed,
@@ -276,6 +380,7 @@ export class AuthService {
     } catch (err) {
       throw emailTokenProblem(err)
     }
+    this.noticePasswordChanged(consumed.email)
   }
 
   async sessions(userId: string, currentSessionId: string) {

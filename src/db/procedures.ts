@@ -6,7 +6,9 @@
 import type pg from 'pg'
 import { fromPgError } from './errors.ts'
 
-export type Queryable = Pick<pg.Pool, 'query'> // Pool or PoolClient
+// Pool or PoolClient. A pg.Pool is recognised (connect + totalCount) and a client is
+// checked out per call, so an expected error does not discard the connection (queryOnPool).
+export type Queryable = Pick<pg.Pool, 'query'>
 
 export interface RequestContext {
   ip?: string | null
@@ -24,8 +26,15 @@ export type RevokeReason =
   | 'password_reset'
   | 'user_deactivated'
 export type EmailTokenPurpose = 'verify_email' | 'reset_password'
-export type RotationStatus = 'rotated' | 'grace' | 'reuse_detected' | 'expired' | 'invalid'
-export type CleanupItem = 'refresh_tokens' | 'email_tokens' | 'login_attempts' | 'audit_logs' | 'unverified_users'
+export type RotationStatus = 'rotated' | 'grace' | 'reuse_detected' | 'revoked' | 'expired' | 'invalid'
+export type CleanupItem =
+  | 'refresh_tokens'
+  | 'email_tokens'
+  | 'login_attempts'
+  | 'audit_logs'
+  | 'trusted_devices'
+  | 'mail_budget'
+  | 'unverified_users'
 
 export interface CreatedUser {
   id: string
@@ -73,10 +82,13 @@ export interface RefreshTokenRow {
 
 export interface RotationResult {
   status: RotationStatus
-  /** Set for rotated, grace, reuse_detected and expired. */
+  /**
+   * Set for rotated, grace, reuse_detected, revoked and expired; for invalid only when a
+   * grace successor exists with another hash than newTokenHash (nothing changed).
+   */
   userId: string | null
   familyId: string | null
-  /** The new token's id: rotated and grace only. */
+  /** The successor's id: rotated (inserted now) and grace (the one inserted by the first rotation). */
   tokenId: number | null
   expiresAt: Date | null
   familyExpiresAt: Date | null
@@ -141,6 +153,55 @@ function camelize(row: Record<string, unknown>): Record<string, unknown> {
   return out
 }
 
+function isPool(db: Queryable): db is pg.Pool {
+  const candidate = db as Partial<pg.Pool>
+  return typeof candidate.connect === 'function' && typeof candidate.totalCount === 'number'
+}
+
+/**
+ * Whether the connection that raised err can run the next statement. Any error
+ * PostgreSQL reported in an ErrorResponse (it carries a SQLSTATE and a severity)
+ * leaves the session usable — the server rolled the statement back and sent
+ * ReadyForQuery — except the ones that end the session: FATAL/PANIC, class 08
+ * (connection exception) and 57P0x (shutdown, terminated backend, dropped
+ * database, idle timeout). A socket error, a timeout or a client-side error has
+ * no SQLSTATE: the connection's state is unknown, so it is discarded.
+ */
+function connectionUsable(err: unknown): boolean {
+  const { code, severity } = err as { code?: unknown; severity?: unknown }
+  if (typeof code !== 'string' || typeof severity !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return false
+  if (severity === 'FATAL' || severity === 'PANIC') return false
+  return !code.startsWith('08') && !code.startsWith('57P0')
+}
+
+/**
+ * pool.query() would release the client with the error, which destroys the
+ * connection: every expected procedure error (email taken, bad email token, …)
+ * would cost the next request a reconnect — a timing oracle and a cheap way to
+ * churn backends. Check the client out ourselves and hand it back for reuse
+ * unless the connection itself failed. Same round trips as pool.query().
+ */
+async function queryOnPool(pool: pg.Pool, config: pg.QueryConfig): Promise<pg.QueryResult<Record<string, unknown>>> {
+  const client = await pool.connect()
+  // A checked-out client has no error listener of the pool's: without one a
+  // socket error while the query runs would be an unhandled 'error' event.
+  let broken: unknown
+  const onError = (err: unknown): void => {
+    broken ??= err
+  }
+  client.on('error', onError)
+  try {
+    const result = await client.query<Record<string, unknown>>(config)
+    client.removeListener('error', onError)
+    client.release(broken === undefined ? undefined : (broken as Error))
+    return result
+  } catch (err) {
+    client.removeListener('error', onError)
+    client.release(broken === undefined && connectionUsable(err) ? undefined : ((broken ?? err) as Error))
+    throw err
+  }
+}
+
 /** Runs one procedure; rows come back with camelCase keys (pg already parses timestamptz to Date). */
 /** Deadlock and serialization failure: the whole call was rolled back, so it may simply run again. */
 const RETRYABLE = new Set(['40P01', '40001'])
@@ -150,9 +211,10 @@ async function call<Row>(db: Queryable, stmt: Statement, values: unknown[]): Pro
   // Each call is one statement in autocommit, i.e. one whole transaction; a
   // rare deadlock between a revoke-all and a session write under heavy load on
   // one user is retried here instead of surfacing as a 5xx.
+  const config: pg.QueryConfig = { name: stmt.name, text: stmt.text, values }
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await db.query<Record<string, unknown>>({ name: stmt.name, text: stmt.text, values })
+      const result = isPool(db) ? await queryOnPool(db, config) : await db.query<Record<string, unknown>>(config)
       return result.rows.map(camelize) as Row[]
     } catch (err) {
       const code = (err as { code?: unknown }).code
@@ -202,6 +264,14 @@ const SQL = {
   checkSession: statement('sp_check_session', 'uuid', 'uuid'),
   createEmailToken: statement('sp_create_email_token', 'uuid', 'text', 'text', 'integer', 'jsonb'),
   consumeEmailToken: statement('sp_consume_email_token', 'text', 'text', 'text', 'jsonb'),
+  beginLogin: statement(
+    'sp_begin_login',
+    'text', 'uuid', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb',
+  ),
+  endLoginAttempt: statement('sp_end_login_attempt', 'text', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
+  completeLogin: statement('sp_complete_login', 'uuid', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
+  signup: statement('sp_signup', 'text', 'text', 'text', 'integer', 'integer', 'integer', 'jsonb'),
+  requestEmailLink: statement('sp_request_email_link', 'text', 'text', 'text', 'integer', 'integer', 'integer', 'jsonb'),
   cleanupExpired: statement('sp_cleanup_expired', 'integer', 'integer'),
   runCleanup: statement('sp_run_cleanup', 'integer', 'integer', 'integer'),
   schemaMigrations: statement('sp_schema_migrations'),
@@ -315,7 +385,11 @@ export async function getValidRefreshToken(
   return row
 }
 
-/** Rotation with reuse detection in one transaction; never throws for a bad token (see status). */
+/**
+ * Rotation with reuse detection in one transaction; never throws for a bad token (see status).
+ * newTokenHash is the successor's hash, derived from the presented token: inside the grace
+ * window the same successor is returned (grace) and nothing is inserted.
+ */
 export async function rotateRefreshToken(
   db: Queryable,
   args: {
@@ -408,6 +482,177 @@ export async function recordSuccessfulLogin(
   args: { userId: string; ctx?: RequestContext },
 ): Promise<void> {
   await call(db, SQL.recordSuccessfulLogin, [args.userId, ctxJson(args.ctx)])
+}
+
+/** The lockout policy as the login procedures take it. */
+export interface LockoutPolicy {
+  threshold: number
+  baseSeconds: number
+  maxSeconds: number
+  ipThreshold: number
+  windowSeconds: number
+}
+
+export interface BegunLogin {
+  /** False while the key the attempt counts against is locked (nothing was counted). */
+  allowed: boolean
+  lockedUntil: Date | null
+  /** The presented device token is a trusted device of this account. */
+  trusted: boolean
+  /** The account, when allowed and it exists (null for an unknown email). */
+  userId: string | null
+  email: string | null
+  hashedPassword: string | null
+  isActive: boolean | null
+  isVerified: boolean | null
+}
+
+/**
+ * Reserves (counts) one password check before it is made: per trusted device, or
+ * per ip and email. With userId it is a re-authentication of that user (AU002).
+ */
+export async function beginLogin(
+  db: Queryable,
+  args: {
+    email: string | null
+    userId?: string | null
+    ip: string | null
+    deviceHash: string | null
+    policy: LockoutPolicy
+    ctx?: RequestContext
+  },
+): Promise<BegunLogin> {
+  const { policy } = args
+  return callOne(db, SQL.beginLogin, [
+    args.email,
+    args.userId ?? null,
+    args.ip,
+    args.deviceHash,
+    policy.threshold,
+    policy.baseSeconds,
+    policy.maxSeconds,
+    policy.ipThreshold,
+    policy.windowSeconds,
+    ctxJson(args.ctx),
+  ])
+}
+
+export type LoginAttemptOutcome = 'password_ok' | 'login_failed' | 'reauth_failed'
+
+/**
+ * Ends a check begun by beginLogin that starts no session: a right password in a
+ * re-authentication gives the reservation back; a failure stays counted and is audited.
+ * deviceHash only when beginLogin said the device is trusted.
+ */
+export async function endLoginAttempt(
+  db: Queryable,
+  args: {
+    email: string
+    ip: string | null
+    deviceHash: string | null
+    outcome: LoginAttemptOutcome
+    policy: Pick<LockoutPolicy, 'threshold' | 'ipThreshold'>
+    ctx?: RequestContext
+  },
+): Promise<FailedLoginResult> {
+  return callOne(db, SQL.endLoginAttempt, [
+    args.email,
+    args.ip,
+    args.deviceHash,
+    args.outcome,
+    args.policy.threshold,
+    args.policy.ipThreshold,
+    ctxJson(args.ctx),
+  ])
+}
+
+/**
+ * A right password at login: clears the counter it was reserved on and trusts the
+ * device (the presented trusted one, else newDeviceHash). Returns the device hash in effect. AU002/AU003.
+ */
+export async function completeLogin(
+  db: Queryable,
+  args: {
+    userId: string
+    ip: string | null
+    deviceHash: string | null
+    newDeviceHash: string
+    deviceTtlSeconds: number
+    ipThreshold: number
+    ctx?: RequestContext
+  },
+): Promise<string> {
+  const row = await callOne<{ deviceHash: string }>(db, SQL.completeLogin, [
+    args.userId,
+    args.ip,
+    args.deviceHash,
+    args.newDeviceHash,
+    args.deviceTtlSeconds,
+    args.ipThreshold,
+    ctxJson(args.ctx),
+  ])
+  return row.deviceHash
+}
+
+/** How many mails of one kind an address may be sent per window. */
+export interface MailBudget {
+  max: number
+  windowSeconds: number
+}
+
+export interface SignupResult {
+  status: 'created' | 'taken'
+  userId: string
+  email: string
+  /** Within the mail budget: send the verification mail (created) or the notice (taken). */
+  send: boolean
+}
+
+/** Signup in one call, the same work for a new and a taken address. AU008 bad email, AU007. */
+export async function signup(
+  db: Queryable,
+  args: { email: string; hashedPassword: string; tokenHash: string; ttlSeconds: number; mail: MailBudget; ctx?: RequestContext },
+): Promise<SignupResult> {
+  return callOne(db, SQL.signup, [
+    args.email,
+    args.hashedPassword,
+    args.tokenHash,
+    args.ttlSeconds,
+    args.mail.max,
+    args.mail.windowSeconds,
+    ctxJson(args.ctx),
+  ])
+}
+
+export interface EmailLinkRequest {
+  /** A link was stored: mail it to email. */
+  send: boolean
+  email: string | null
+  /** A link was due but the address is over its mail budget. */
+  suppressed: boolean
+}
+
+/** Forgot-password / resend-verification in one call, the same path for every address. AU007. */
+export async function requestEmailLink(
+  db: Queryable,
+  args: {
+    email: string
+    purpose: EmailTokenPurpose
+    tokenHash: string
+    ttlSeconds: number
+    mail: MailBudget
+    ctx?: RequestContext
+  },
+): Promise<EmailLinkRequest> {
+  return callOne(db, SQL.requestEmailLink, [
+    args.email,
+    args.purpose,
+    args.tokenHash,
+    args.ttlSeconds,
+    args.mail.max,
+    args.mail.windowSeconds,
+    ctxJson(args.ctx),
+  ])
 }
 
 // ---------------------------------------------------------------------------

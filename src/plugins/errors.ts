@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
 import { HttpProblem, PROBLEM_CONTENT_TYPE } from '../http/problem.ts'
+import { responseRequestId } from '../logging.ts'
 
 interface ErrorLike {
   message?: unknown
@@ -115,7 +116,7 @@ function classify(error: unknown): Outcome {
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: HttpProblem): void {
   if (problem.headers !== undefined) void reply.headers(problem.headers)
   void reply
-    .header('x-request-id', request.id)
+    .header('x-request-id', responseRequestId(request))
     .code(problem.status)
     .type(PROBLEM_CONTENT_TYPE)
     .send(problem.toBody(request.id))
@@ -155,7 +156,7 @@ async function errorsPlugin(app: FastifyInstance): Promise<void> {
   app.removeContentTypeParser('text/plain')
 
   app.addHook('onRequest', async (request, reply) => {
-    void reply.header('x-request-id', request.id)
+    void reply.header('x-request-id', responseRequestId(request))
   })
 
   app.setErrorHandler((error, request, reply) => {

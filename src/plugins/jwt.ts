@@ -3,6 +3,8 @@
 // the audience, and picks the public key by `kid`, so tokens signed by a previous
 // key stay valid after a rotation. app.authenticate also asks the database whether
 // the session (sid) is still live and the user still active.
+// Tokens are typed `at+jwt` (RFC 9068) and only that type is accepted, so no other
+// JWT signed with the same key (an ID token, a future mail token) passes as an access token.
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -40,6 +42,20 @@ const invalidToken = (detail: string) =>
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/
 
+/** RFC 9068 §2.1: the `typ` header of a JWT access token. */
+export const ACCESS_TOKEN_TYP = 'at+jwt'
+
+/**
+ * How far in the future `iat` may be (the clocks of instances differ a little). A token
+ * dated later than that was not issued by this service at this time: it was minted with
+ * a stolen key or on a badly wrong clock, and an exp counted from a future iat would
+ * keep it valid for longer than ACCESS_TOKEN_TTL_SECONDS.
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 60
+
+/** sub and sid go into uuid parameters of the session check: anything else is not ours. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
 /** decode.complete is on, so the callback sees { header, payload }; read the header either way. */
 function headerOf(tokenOrHeader: TokenOrHeader): { kid?: unknown; alg?: unknown } {
   const header: unknown = 'header' in tokenOrHeader ? tokenOrHeader.header : tokenOrHeader
@@ -63,6 +79,8 @@ export default fp<JwtPluginOptions>(
       decode: { complete: true },
       sign: {
         algorithm: keys.alg,
+        // fast-jwt writes typ: JWT unless the header says otherwise.
+        header: { alg: keys.alg, typ: ACCESS_TOKEN_TYP },
         kid: keys.kid,
         iss: opts.issuer,
         aud: opts.audience,
@@ -70,6 +88,8 @@ export default fp<JwtPluginOptions>(
       },
       verify: {
         algorithms: keys.algorithms,
+        // fast-jwt compares case-insensitively and accepts `application/at+jwt` too (RFC 9068 §4).
+        checkTyp: ACCESS_TOKEN_TYP,
         allowedIss: opts.issuer,
         allowedAud: opts.audience,
         requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp', 'iss', 'aud'],
@@ -84,16 +104,21 @@ export default fp<JwtPluginOptions>(
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const header = request.headers.authorization
       if (typeof header !== 'string' || !BEARER.test(header)) throw invalidToken('a Bearer access token is required')
-      let payload: { sub?: unknown; sid?: unknown; jti?: unknown }
+      let payload: { sub?: unknown; sid?: unknown; jti?: unknown; iat?: unknown }
       try {
         payload = await request.jwtVerify<typeof payload>()
       } catch {
         throw invalidToken('access token is invalid or expired')
       }
-      const { sub, sid, jti } = payload
+      const { sub, sid, jti, iat } = payload
       if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string') {
         throw invalidToken('access token is invalid or expired')
       }
+      if (typeof iat !== 'number' || iat > Date.now() / 1000 + MAX_CLOCK_SKEW_SECONDS) {
+        throw invalidToken('access token is invalid or expired')
+      }
+      // A well-signed token with a malformed id must answer 401, not reach the database as a bad uuid.
+      if (!UUID.test(sub) || !UUID.test(sid)) throw invalidToken('access token is invalid or expired')
       if (!(await opts.checkSession(sub, sid))) throw invalidToken('session has ended')
       request.auth = { userId: sub, sessionId: sid, jti }
     })

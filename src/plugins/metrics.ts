@@ -1,9 +1,13 @@
 // Prometheus metrics on GET /metrics. The registry is this app's own, not
 // prom-client's global one, so several apps in one process (the tests) don't clash.
+// With a token, scrapers must send it as a Bearer token; production serves
+// /metrics only with one (route names, outcomes and pool sizes are reconnaissance).
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { METHODS } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { HttpProblem } from '../http/problem.ts'
 
 export interface PoolStats {
   totalCount: number
@@ -14,6 +18,10 @@ export interface PoolStats {
 export interface MetricsPluginOptions {
   /** A pg Pool (or anything with its counters), read at every scrape. */
   pool?: PoolStats
+  /** Register GET /metrics at all (default true); the counters exist either way. */
+  serve?: boolean
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  token?: string
 }
 
 export interface AppMetrics {
@@ -21,6 +29,8 @@ export interface AppMetrics {
   loginOutcome(outcome: string): void
   /** Count a refresh token presented again after rotation (a family was revoked). */
   refreshReuse(): void
+  /** Count a mail not sent because its recipient is over the mail budget. */
+  mailSuppressed(kind: string): void
 }
 
 declare module 'fastify' {
@@ -30,6 +40,20 @@ declare module 'fastify' {
 }
 
 const KNOWN_METHODS = new Set(METHODS)
+
+const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest()
+
+/**
+ * A check of `Authorization: Bearer <token>`. Both sides are hashed first, so
+ * timingSafeEqual compares equal lengths and the time says nothing about the token.
+ */
+function bearerCheck(token: string): (authorization: string | undefined) => boolean {
+  const expected = sha256(token)
+  return (authorization) => {
+    const presented = /^Bearer (\S+)$/.exec(authorization ?? '')?.[1]
+    return presented !== undefined && timingSafeEqual(sha256(presented), expected)
+  }
+}
 
 async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): Promise<void> {
   const registry = new Registry()
@@ -53,6 +77,12 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     help: 'Rotated refresh tokens presented again (the session family was revoked)',
     registers: [registry],
   })
+  const mailSuppressed = new Counter({
+    name: 'auth_mail_suppressed_total',
+    help: 'Mails not sent because the recipient address is over its mail budget, by kind',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  })
 
   const { pool } = opts
   if (pool !== undefined) {
@@ -74,6 +104,7 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
   app.decorate('metrics', {
     loginOutcome: (outcome: string) => logins.inc({ outcome }),
     refreshReuse: () => refreshReuse.inc(),
+    mailSuppressed: (kind: string) => mailSuppressed.inc({ kind }),
   } satisfies AppMetrics)
 
   app.addHook('onResponse', async (request, reply) => {
@@ -89,10 +120,28 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     )
   })
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-    const body = await registry.metrics()
-    return reply.type(registry.contentType).send(body)
-  })
+  if (opts.serve === false) {
+    app.log.info('GET /metrics is not served: set METRICS_TOKEN to scrape it in production')
+  } else {
+    const authorized = opts.token === undefined ? undefined : bearerCheck(opts.token)
+    app.get(
+      '/metrics',
+      {
+        schema: { hide: true },
+        onRequest: async (request) => {
+          if (authorized !== undefined && !authorized(request.headers.authorization)) {
+            throw new HttpProblem(401, 'invalid_token', 'a valid metrics token is required', {
+              headers: { 'www-authenticate': 'Bearer realm="metrics", error="invalid_token"' },
+            })
+          }
+        },
+      },
+      async (_request, reply) => {
+        const body = await registry.metrics()
+        return reply.type(registry.contentType).send(body)
+      },
+    )
+  }
 
   app.addHook('onClose', async () => {
     registry.clear()

@@ -89,7 +89,9 @@ t.test('expired, wrong issuer, wrong audience and unknown keys are refused', asy
   const claims = JSON.parse(Buffer.from(accessToken.split('.')[1] ?? '', 'base64url').toString()) as Record<string, string | number>
   const now = Math.floor(Date.now() / 1000)
   const sign = (over: Record<string, unknown>, signWith = key, headerKid: string | null = kid ?? null) =>
-    new SignJWT({ ...claims, ...over }).setProtectedHeader({ alg: 'EdDSA', ...(headerKid === null ? {} : { kid: headerKid }) }).sign(signWith)
+    new SignJWT({ ...claims, ...over })
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', ...(headerKid === null ? {} : { kid: headerKid }) })
+      .sign(signWith)
 
   const me = (token: string) => h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(token) })
   t.equal((await me(await sign({}))).statusCode, 200, 'a token we sign the same way is accepted (the test can fail)')
@@ -100,6 +102,46 @@ t.test('expired, wrong issuer, wrong audience and unknown keys are refused', asy
   t.equal((await me(await sign({}, stranger))).statusCode, 401, 'signed by a key we do not have, under our kid')
   t.equal((await me(await sign({}, key, 'unknown-kid'))).statusCode, 401, 'unknown kid')
   t.equal((await me(await sign({}, key, null))).statusCode, 401, 'no kid')
+})
+
+t.test('the header says at+jwt (RFC 9068) and only that type passes; future iat and non-UUID ids are 401, not 500', async (t) => {
+  const h = await build(t, { REQUIRE_EMAIL_VERIFICATION: 'false' })
+  const { accessToken } = await loggedIn(h)
+  t.equal(decodeProtectedHeader(accessToken).typ, 'at+jwt', 'our tokens are typed')
+
+  const { readFile } = await import('node:fs/promises')
+  const { createPrivateKey } = await import('node:crypto')
+  // The very key the app signs with: every token below is correctly signed.
+  const key = createPrivateKey(await readFile(`${h.dataDir}/jwt/signing-key.pem`, 'utf8'))
+  const { kid } = decodeProtectedHeader(accessToken)
+  const claims = JSON.parse(Buffer.from(accessToken.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
+  const now = Math.floor(Date.now() / 1000)
+  const sign = (over: Record<string, unknown>, typ: string | null = 'at+jwt') =>
+    new SignJWT({ ...claims, ...over }).setProtectedHeader({ alg: 'EdDSA', kid, ...(typ === null ? {} : { typ }) }).sign(key)
+  const me = (token: string) => h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(token) })
+
+  t.equal((await me(await sign({}))).statusCode, 200, 'baseline: the same claims, typed at+jwt, are accepted')
+  t.equal((await me(await sign({}, 'application/at+jwt'))).statusCode, 200, 'the media-type form of the same type (RFC 9068 §4)')
+  t.equal((await me(await sign({ iat: now + 30 }))).statusCode, 200, 'iat within the clock skew')
+
+  const refused: [string, Promise<string>][] = [
+    ['no typ', sign({}, null)],
+    ['typ JWT', sign({}, 'JWT')],
+    ['typ of another token kind', sign({}, 'id_token+jwt')],
+    ['iat an hour in the future', sign({ iat: now + 3600, exp: now + 7200 })],
+    ['iat not a number', sign({ iat: 'yesterday' })],
+    ['sub not a UUID', sign({ sub: 'admin' })],
+    ['sub a UUID with extra text', sign({ sub: `${String(claims.sub)}'--` })],
+    ['sid not a UUID', sign({ sid: 'not-a-session' })],
+    ['sid a number', sign({ sid: 42 })],
+    ['sub empty', sign({ sub: '' })],
+  ]
+  for (const [what, token] of refused) {
+    const res = await me(await token)
+    t.equal(res.statusCode, 401, what)
+    t.equal(json(res).code, 'invalid_token', `${what}: invalid_token`)
+    t.match(res.headers['www-authenticate'], /invalid_token/, `${what}: WWW-Authenticate`)
+  }
 })
 
 t.test('after a key rotation, tokens of the previous key still work and both keys are published', async (t) => {

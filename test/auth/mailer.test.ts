@@ -112,3 +112,19 @@ t.test('without SMTP_URL nothing is sent and the link is logged for the develope
 t.test('text inserted into the HTML body is escaped', async (t) => {
   t.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;')
 })
+
+t.test('production has no log transport: without SMTP_URL the mailer refuses to exist', async (t) => {
+  const log = recordingLogger()
+  t.throws(
+    () => createMailer({ smtpUrl: undefined, from: FROM, appUrl: 'https://app.example.test', production: true, logger: log }),
+    /SMTP_URL is required in production/,
+  )
+  t.equal(log.calls.length, 0, 'nothing logged')
+
+  const smtp = await smtpSink(t)
+  const mailer = createMailer({ smtpUrl: smtp.url, from: FROM, appUrl: 'https://app.example.test', production: true, logger: log })
+  t.teardown(() => mailer.close())
+  await mailer.sendPasswordReset('frank@example.test', TOKEN)
+  t.equal(smtp.delivered.length, 1, 'with SMTP the mail goes out')
+  t.notOk(JSON.stringify(log.calls).includes(encodeURIComponent(TOKEN)), 'and the link stays out of the log')
+})

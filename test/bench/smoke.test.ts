@@ -1,9 +1,10 @@
 // The bench must not rot: `npm run bench -- --smoke` runs its real code paths
 // (our service from src/server.ts, the bare-route ceiling, the argon2 and rotate
-// ceilings, the mixed-load RSS run) for about a second each, against this test
-// file's own database, and every row comes back as a number. Only the shape is
-// asserted, never a speed. The peer (better-auth, bench/peer) stays out of
-// `npm test`: it is a separate install.
+// ceilings, the mixed-load RSS run, a few interleaved pairs of the enumeration
+// timing) for about a second each, against this test file's own database, and
+// every row comes back as a number. Only the shape is asserted, never a speed.
+// The peer (better-auth, bench/peer) stays out of `npm test`: it is a separate
+// install.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -64,6 +65,12 @@ t.test('npm run bench -- --smoke: every row of our side and its ceilings is fill
     /^p99 me/,
     /^p99 health\/live under login load/,
     /^RSS after/,
+    /^enumeration: signup p50, taken ÷ new/,
+    /^enumeration: forgot-password p50, known ÷ unknown/,
+    /^enumeration: resend-verification p50, known unverified ÷ unknown/,
+    /^enumeration: login p50, wrong password ÷ unknown email/,
+    /^enumeration: health probe after signup/,
+    /^enumeration: health probe after verify-email, unknown token ÷ malformed token/,
   ]) {
     t.ok(figures.some((f) => expected.test(f)), `a row ${String(expected)}`)
   }

@@ -108,7 +108,7 @@ t.test('cleanup removes what is past retention, keeps what is inside, and yields
     await holder.query('SELECT pg_advisory_unlock(8152, 0)')
   })
   const counts = await cliJson<Record<string, number>>(['cleanup', '--retention', '2'], env)
-  t.same(counts.body, { refresh_tokens: 2, email_tokens: 0, login_attempts: 0, audit_logs: 1, unverified_users: 1 })
+  t.same(counts.body, { refresh_tokens: 2, email_tokens: 0, login_attempts: 0, audit_logs: 1, trusted_devices: 0, mail_budget: 0, unverified_users: 1 })
   await withClient(adminUrl, async (c) => {
     const emails = (await c.query<{ email: string }>(`SELECT email FROM activity.users ORDER BY email`)).rows.map((r) => r.email)
     t.ok(emails.includes('young@example.com') && !emails.includes('old@example.com'), 'the retention boundary holds')
@@ -138,7 +138,10 @@ t.test('health: healthy with auth figures (exit 0), degraded with a pending migr
   })
   t.same(
     healthy.body.tables?.map((x) => x.table),
-    ['audit_logs', 'email_tokens', 'login_attempts', 'pgmigrations', 'pgmigrations_timing', 'refresh_tokens', 'users'],
+    [
+      'audit_logs', 'email_tokens', 'login_attempts', 'mail_budget', 'pgmigrations', 'pgmigrations_timing',
+      'refresh_tokens', 'trusted_devices', 'users',
+    ],
   )
   t.match(healthy.body.locks, { waiting: 0 })
   t.match((await cli(['health'], env)).out, /^database healthy \(latency [\d.]+ ms\)\n(.|\n)*users {4}2 active, 1 unverified/)

@@ -27,6 +27,35 @@ t.test('up → down to zero → up gives an identical catalogue', async (t) => {
   t.equal(fingerprint(await catalogue(db.adminUrl)), fingerprint(first), 'same fingerprint after re-applying')
 })
 
+t.test('refresh-rotation: up replaces only sp_rotate_refresh_token (grants kept), down restores the catalogue before it exactly', async (t) => {
+  const db = await createBareDatabase(t)
+  const names = await migrationNames()
+  const index = names.indexOf('1796100000000_refresh-rotation')
+  t.ok(index > 0, 'the migration is in the code, after others')
+  await migrate({ adminUrl: db.adminUrl, count: index })
+  const before = await catalogue(db.adminUrl)
+  t.same((await migrate({ adminUrl: db.adminUrl, count: 1 })).map((m) => m.name), ['1796100000000_refresh-rotation'])
+  const after = await catalogue(db.adminUrl)
+  type Fn = { proname: string; args: string; def: string; acl: string | null; comment: string | null }
+  const byKey = (rows: unknown[]) => new Map((rows as Fn[]).map((f) => [`${f.proname}(${f.args})`, f]))
+  const [old, now] = [byKey(before.functions), byKey(after.functions)]
+  t.same([...now.keys()], [...old.keys()], 'the same functions, same signatures')
+  t.same([...now].filter(([k, f]) => JSON.stringify(f) !== JSON.stringify(old.get(k))).map(([k]) => k),
+    ['sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb)'],
+    'only the rotation procedure changed')
+  const rotate = [...now.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
+  const previous = [...old.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
+  t.equal(rotate?.acl, previous?.acl, 'its grants are kept')
+  t.not(rotate?.comment, previous?.comment, 'its comment describes the new contract')
+  const { relations, columns, constraints, indexes, views, types } = after
+  t.same({ relations, columns, constraints, indexes, views, types },
+    { relations: before.relations, columns: before.columns, constraints: before.constraints, indexes: before.indexes, views: before.views, types: before.types },
+    'no table, index or view touched')
+
+  await migrate({ adminUrl: db.adminUrl, direction: 'down', count: 1 })
+  t.equal(fingerprint(await catalogue(db.adminUrl)), fingerprint(before), 'down restores the previous definition exactly')
+})
+
 t.test('two migrate runs started at once: one applies, the other waits and finds nothing', async (t) => {
   const db = await createBareDatabase(t)
   const names = await migrationNames()

@@ -274,8 +274,10 @@ t.test('expired, revoked and unknown refresh tokens are not valid and do not rot
   t.same((await tokenRows(ctx.admin, loggedOut.familyId)).map((r) => r.revoked_reason), ['logout'])
   t.match(await lastAudit(ctx.admin, 'logout'), { user_id: user.id, details: { family_id: loggedOut.familyId, reason: 'logout' } })
   t.equal(await getValidRefreshToken(ctx.api, { tokenHash: loggedOut.tokenHash }), undefined, 'revoked: no row')
-  t.match(await rotate(loggedOut.tokenHash), { status: 'reuse_detected', familyId: loggedOut.familyId, tokenId: null },
-    'a logged-out token presented again is reuse')
+  t.match(await rotate(loggedOut.tokenHash), { status: 'revoked', userId: user.id, familyId: loggedOut.familyId, tokenId: null },
+    'a logged-out token presented again is refused, and is no reuse')
+  t.same((await tokenRows(ctx.admin, loggedOut.familyId)).map((r) => r.revoked_reason), ['logout'], 'its revocation stays a logout')
+  t.notOk(await lastAudit(ctx.admin, 'refresh_token_reuse'), 'no reuse audited')
 
   t.same(await rotate(hex64()), { status: 'invalid', userId: null, familyId: null, tokenId: null, expiresAt: null, familyExpiresAt: null })
   await t.rejects(revokeRefreshToken(ctx.api, { tokenHash: hex64(), reason: 'bogus' as RevokeReason }), dbError('invalid_argument'))
@@ -305,25 +307,113 @@ t.test('rotation replaces the token inside the same family', async (t) => {
   t.match(await getValidRefreshToken(ctx.api, { tokenHash: next }), { id: r.tokenId }, 'failed rotations changed nothing')
 })
 
-t.test('the same token presented twice within the grace window gets a second token', async (t) => {
+t.test('the same token presented again within the grace window gets the same successor back; nothing is inserted', async (t) => {
   const ctx = await setup(t)
   const user = await newUser(ctx.api)
   const s = await newSession(ctx.api, user.id)
+  // The service derives the successor from the presented token: every presentation passes the same hash.
   const b = hex64()
-  const c = hex64()
-  t.match(await rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash: b, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 10 }), { status: 'rotated' })
-  const again = await rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash: c, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 10 })
-  t.match(again, { status: 'grace', userId: user.id, familyId: s.familyId })
-  t.ok(again.tokenId !== null)
-  t.match(await getValidRefreshToken(ctx.api, { tokenHash: b }), { familyId: s.familyId }, 'the first new token still works')
-  t.match(await getValidRefreshToken(ctx.api, { tokenHash: c }), { familyId: s.familyId }, 'the grace token works')
-  t.same(await auditActions(ctx.admin, user.id), ['user_created', 'session_started', 'refresh_token_rotated', 'refresh_token_rotated'])
+  const rotate = (newTokenHash: string) =>
+    rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 10 })
+  const first = await rotate(b)
+  t.match(first, { status: 'rotated', userId: user.id, familyId: s.familyId })
+  for (let i = 0; i < 3; i++) {
+    const again = await rotate(b)
+    t.same(again, { ...first, status: 'grace' }, `retry ${String(i + 1)}: the successor the first rotation inserted`)
+  }
+  const family = await tokenRows(ctx.admin, s.familyId)
+  t.same(family.map((x) => [x.token, x.revoked, x.revoked_reason]), [[s.tokenHash, true, 'rotated'], [b, false, null]],
+    'no second successor: one live token')
+  t.same(await auditActions(ctx.admin, user.id),
+    ['user_created', 'session_started', 'refresh_token_rotated', 'refresh_token_rotated', 'refresh_token_rotated', 'refresh_token_rotated'])
+  t.match(await lastAudit(ctx.admin, 'refresh_token_rotated'), { details: { family_id: s.familyId, token_id: first.tokenId, status: 'grace' } })
 
-  // Past the window the same presentation is reuse.
+  // A hash that is not the successor's (rotated by an older release, another pepper):
+  // refused, and nothing changes — no second successor, no revocation, no audit.
+  t.same(await rotate(hex64()),
+    { status: 'invalid', userId: user.id, familyId: s.familyId, tokenId: null, expiresAt: null, familyExpiresAt: null })
+  t.same(await tokenRows(ctx.admin, s.familyId), family, 'family unchanged')
+  t.equal((await auditActions(ctx.admin, user.id)).length, 6, 'nothing audited')
+
+  // Past the window the same presentation is reuse, even with the right hash.
   await ctx.admin.query(`UPDATE activity.refresh_tokens SET revoked_at = now() - interval '11 s' WHERE token = $1`, [s.tokenHash])
-  t.match(await rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash: hex64(), newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 10 }),
-    { status: 'reuse_detected' })
+  t.match(await rotate(b), { status: 'reuse_detected', familyId: s.familyId, tokenId: null })
   t.notOk(await checkSession(ctx.api, { userId: user.id, familyId: s.familyId }))
+})
+
+t.test('grace needs an unused successor: once it has been rotated, the predecessor is reuse', async (t) => {
+  const ctx = await setup(t)
+  const user = await newUser(ctx.api)
+  const a = await newSession(ctx.api, user.id)
+  const [b, c] = [hex64(), hex64()]
+  const rotate = (tokenHash: string, newTokenHash: string) =>
+    rotateRefreshToken(ctx.api, { tokenHash, newTokenHash, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 30 })
+  const first = await rotate(a.tokenHash, b)
+  t.match(first, { status: 'rotated' })
+  t.match(await rotate(a.tokenHash, b), { status: 'grace', tokenId: first.tokenId }, 'while b is unused: grace, b again')
+  t.match(await rotate(b, c), { status: 'rotated' })
+  t.match(await rotate(a.tokenHash, b), { status: 'reuse_detected', familyId: a.familyId },
+    'the retry re-derives the right successor, but that one was used: reuse')
+  t.same((await tokenRows(ctx.admin, a.familyId)).map((x) => [x.token, x.revoked_reason]), [[a.tokenHash, 'rotated'], [b, 'rotated'], [c, 'reuse_detected']])
+})
+
+t.test('a token whose session was ended (logout, session end, logout-all, password change or reset, reuse) is revoked, never a new reuse', async (t) => {
+  const ctx = await setup(t)
+  const user = await newUser(ctx.api)
+  const rotate = (tokenHash: string, newTokenHash = hex64(), graceSeconds = 10) =>
+    rotateRefreshToken(ctx.api, { tokenHash, newTokenHash, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds })
+  /** A session rotated once: its first token (revoked, 'rotated') and its live one. */
+  const rotatedSession = async () => {
+    const s = await newSession(ctx.api, user.id)
+    const next = hex64()
+    await rotate(s.tokenHash, next)
+    return { familyId: s.familyId, tokens: [s.tokenHash, next] }
+  }
+  const reuses = async () => (await rows<{ n: number }>(ctx.admin,
+    `SELECT count(*)::int AS n FROM activity.audit_logs WHERE action = 'refresh_token_reuse'`))[0]?.n
+
+  const ended: [string, { familyId: string; tokens: string[] }][] = []
+  const logout = await rotatedSession()
+  t.ok(await revokeRefreshToken(ctx.api, { tokenHash: logout.tokens[1] ?? '' }))
+  ended.push(['logout', logout])
+  const single = await rotatedSession()
+  t.ok(await revokeUserSession(ctx.api, { userId: user.id, familyId: single.familyId }))
+  ended.push(['session_ended', single])
+  const all = await rotatedSession()
+  await revokeUserSessions(ctx.api, { userId: user.id, reason: 'logout_all' })
+  ended.push(['logout_all', all])
+  const changed = await rotatedSession()
+  await updatePassword(ctx.api, { userId: user.id, hashedPassword: fakeHash() })
+  ended.push(['password_changed', changed])
+  const reset = await rotatedSession()
+  await revokeUserSessions(ctx.api, { userId: user.id, reason: 'password_reset' })
+  ended.push(['password_reset', reset])
+
+  // The one real reuse: a rotated token presented after its successor was rotated.
+  const stolen = await newSession(ctx.api, user.id)
+  const [b, c] = [hex64(), hex64()]
+  await rotate(stolen.tokenHash, b)
+  await rotate(b, c)
+  t.match(await rotate(stolen.tokenHash), { status: 'reuse_detected', familyId: stolen.familyId })
+  t.equal(await reuses(), 1, 'one reuse, one audit row')
+  ended.push(['reuse_detected', { familyId: stolen.familyId, tokens: [stolen.tokenHash, b, c] }])
+
+  for (const [reason, session] of ended) {
+    t.equal((await tokenRows(ctx.admin, session.familyId)).at(-1)?.revoked_reason, reason, `${reason}: the session ended that way`)
+    for (const token of session.tokens) {
+      for (let i = 0; i < 3; i++) {
+        for (const graceSeconds of [0, 10]) {
+          const r = await rotate(token, hex64(), graceSeconds)
+          if (r.status !== 'revoked' || r.familyId !== session.familyId || r.tokenId !== null) {
+            t.fail(`${reason}: presenting one of its tokens again gave ${r.status}`, { r })
+          }
+        }
+      }
+    }
+  }
+  t.equal(await reuses(), 1, 'presenting ended sessions\' tokens again audited no further reuse')
+  t.equal((await rows<{ n: number }>(ctx.admin, 'SELECT count(*)::int AS n FROM activity.refresh_tokens WHERE NOT revoked'))[0]?.n, 0,
+    'and minted nothing')
 })
 
 t.test('a rotated token presented again without grace revokes the whole family', async (t) => {
@@ -631,6 +721,8 @@ t.test('sp_cleanup_expired removes what is past its boundary and keeps what is j
     { item: 'email_tokens', deleted: 2 },
     { item: 'login_attempts', deleted: 2 },
     { item: 'audit_logs', deleted: 1 },
+    { item: 'trusted_devices', deleted: 0 },
+    { item: 'mail_budget', deleted: 0 },
   ])
 
   const tokens = await rows<{ token: string }>(ctx.admin, 'SELECT token FROM activity.refresh_tokens ORDER BY id')

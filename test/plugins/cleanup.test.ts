@@ -44,7 +44,7 @@ t.test('instances sharing a database clean up on their interval, one at a time, 
   await seedExpired()
   await until('the next tick', async () => (await stale()) === 0)
   const all = [...(logs[0] ?? []), ...(logs[1] ?? [])].map((l) => JSON.parse(l) as { msg: string; level: number })
-  const done = all.filter((l) => /^cleanup: refresh_tokens \d+, email_tokens \d+, login_attempts \d+, audit_logs \d+, unverified_users \d+$/.test(l.msg))
+  const done = all.filter((l) => /^cleanup: refresh_tokens \d+, email_tokens \d+, login_attempts \d+, audit_logs \d+, trusted_devices \d+, mail_budget \d+, unverified_users \d+$/.test(l.msg))
   t.ok(done.length >= 2, 'each run logs its counts')
   t.notOk(all.some((l) => l.msg === 'cleanup failed'), 'no run failed, even when both instances ticked at once')
   const audit = await withClient(db.adminUrl, (c) =>

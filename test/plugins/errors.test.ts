@@ -211,18 +211,28 @@ t.test('a URL the router cannot decode is a 400 problem, not Fastify JSON', asyn
   assertProblem(t, res, 400, 'bad_request')
 })
 
-t.test('x-request-id: a well-formed one is echoed, anything else replaced', async (t) => {
-  const { app } = await build(t)
+t.test('x-request-id: a short, well-formed one is echoed, anything else replaced; request.id is always ours', async (t) => {
+  const { app, logs } = await build(t)
   const echoed = await app.inject({ method: 'GET', url: '/items/1', headers: { 'x-request-id': 'edge-01.abc_DEF' } })
   t.equal(echoed.headers['x-request-id'], 'edge-01.abc_DEF')
 
   const echoedOnError = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': 'trace-7' } })
-  t.equal(echoedOnError.headers['x-request-id'], 'trace-7')
-  t.equal(echoedOnError.json<Body>().requestId, 'trace-7')
+  t.equal(echoedOnError.headers['x-request-id'], 'trace-7', 'echoed on an error too')
+  const ownId = echoedOnError.json<Body>().requestId
+  t.match(ownId, UUID, "the problem body carries the service's own id, not the caller's")
+  const line = logs.find((l) => l.msg === 'request completed' && l.reqId === ownId)
+  t.match(line, { requestId: ownId, callerRequestId: 'trace-7' }, 'the log line ties the two together')
 
-  for (const bad of ['x'.repeat(300), 'has spaces', 'line\\nbreak', '']) {
-    const res = await app.inject({ method: 'GET', url: '/items/1', headers: { 'x-request-id': bad } })
+  // Another request cannot borrow that id: request ids stay unique whatever callers send.
+  const again = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': 'trace-7' } })
+  t.not(again.json<Body>().requestId, ownId)
+
+  t.equal((await app.inject({ method: 'GET', url: '/items/1', headers: { 'x-request-id': 'a'.repeat(64) } })).headers['x-request-id'], 'a'.repeat(64), '64 characters: echoed')
+  for (const bad of ['a'.repeat(65), 'x'.repeat(300), 'has spaces', 'line\\nbreak', 'ünicode', '']) {
+    const res = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': bad } })
     t.match(res.headers['x-request-id'], UUID, `replaced: ${JSON.stringify(bad.slice(0, 20))}`)
+    t.equal(res.headers['x-request-id'], res.json<Body>().requestId, 'by our own id')
+    t.notOk(logs.some((l) => l.callerRequestId === bad), 'and not logged')
   }
 })
 
@@ -256,7 +266,8 @@ t.test('logs: secrets redacted at any depth up to two, one line per request', as
   t.same(first?.session, { tokens: { refreshToken: '[redacted]', accessToken: '[redacted]' } })
   t.same(logs.find((l) => l.msg === 'received')?.body, { email: 'a@example.com', password: '[redacted]' })
 
-  const lines = logs.filter((l) => l.reqId === 'log-test-1')
+  const completed = logs.find((l) => l.msg === 'request completed' && l.callerRequestId === 'log-test-1')
+  const lines = logs.filter((l) => l.reqId !== undefined && l.reqId === completed?.reqId)
   t.equal(lines.filter((l) => l.msg === 'request completed').length, 1, 'one completion line')
   t.notOk(lines.some((l) => l.msg === 'incoming request'), 'no separate incoming line')
   t.match(lines.find((l) => l.msg === 'request completed'), {
@@ -264,7 +275,8 @@ t.test('logs: secrets redacted at any depth up to two, one line per request', as
     route: '/echo-log',
     url: '/echo-log?token=[redacted]&page=2',
     statusCode: 200,
-    requestId: 'log-test-1',
+    requestId: completed?.reqId,
+    callerRequestId: 'log-test-1',
     durationMs: Number,
   })
 })

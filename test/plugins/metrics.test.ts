@@ -71,3 +71,43 @@ t.test('two apps in one process keep separate registries', async (t) => {
   t.match(await scrape(b), /auth_refresh_reuse_total 0/)
   t.notMatch(await scrape(b), /db_pool_total/, 'no pool gauges without a pool')
 })
+
+t.test('with a token, /metrics answers only a scraper that sends it', async (t) => {
+  const token = 'scrape-me-0123456789abcdef'
+  const app = Fastify({ logger: false })
+  await app.register(errors)
+  await app.register(metrics, { token })
+  t.teardown(() => app.close())
+
+  const get = (authorization?: string) =>
+    app.inject({ method: 'GET', url: '/metrics', headers: authorization === undefined ? {} : { authorization } })
+  for (const [what, authorization] of [
+    ['no header', undefined],
+    ['wrong token', 'Bearer scrape-me-0123456789abcdeX'],
+    ['a prefix of the token', `Bearer ${token.slice(0, -1)}`],
+    ['the token plus more', `Bearer ${token}x`],
+    ['another scheme', `Basic ${Buffer.from(`x:${token}`).toString('base64')}`],
+    ['the bare token', token],
+  ] as const) {
+    const res = await get(authorization)
+    t.equal(res.statusCode, 401, what)
+    t.match(res.headers['content-type'], /^application\/problem\+json/, `${what}: a problem`)
+    t.equal(res.json<{ code: string }>().code, 'invalid_token', `${what}: invalid_token`)
+    t.match(res.headers['www-authenticate'], /^Bearer /, `${what}: says how to authenticate`)
+    t.notMatch(res.body, /process_cpu|http_request_duration/, `${what}: no metrics in the body`)
+  }
+  const ok = await get(`Bearer ${token}`)
+  t.equal(ok.statusCode, 200, 'the right token')
+  t.match(ok.body, /process_cpu_user_seconds_total/)
+})
+
+t.test('serve: false registers no /metrics route, but the counters still work', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(errors)
+  await app.register(metrics, { serve: false })
+  t.teardown(() => app.close())
+  app.metrics.loginOutcome('success')
+  const res = await app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(res.statusCode, 404)
+  t.equal(res.json<{ code: string }>().code, 'not_found')
+})

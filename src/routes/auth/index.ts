@@ -2,7 +2,7 @@
 // call the AuthService, and shape the answer; no SQL, no policy here.
 import { Type } from '@sinclair/typebox'
 import type {} from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthService, Ctx } from '../../auth/service.ts'
 import { ProblemSchema } from '../../http/problem.ts'
 import { Accepted, closed, Email, OpaqueToken, Password, Uuid } from '../../schemas/common.ts'
@@ -18,6 +18,12 @@ const TokenPairSchema = closed({
   refreshToken: Type.String(),
   tokenType: Type.Literal('Bearer'),
   expiresIn: Type.Integer(),
+})
+const LoginSchema = closed({
+  ...TokenPairSchema.properties,
+  // OWASP device cookie: sent back at the next login from this device, its guesses
+  // count against it alone, so nobody else can lock the owner out (docs/security.md).
+  deviceToken: Type.String(),
 })
 const MeSchema = closed({
   id: Uuid,
@@ -50,6 +56,11 @@ function authOf(request: FastifyRequest): { userId: string; sessionId: string } 
   const auth = request.auth
   if (auth === undefined) throw new Error('authenticate preHandler missing')
   return auth
+}
+
+/** Answers that carry tokens or personal data must not be kept by a browser or proxy cache. */
+async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  void reply.header('cache-control', 'no-store')
 }
 
 const ACCEPTED = { message: 'if the address can receive mail, a message is on its way' }
@@ -94,17 +105,22 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     '/login',
     {
       config: limited,
-      schema: { tags, body: closed({ email: Email, password: Password }), response: { 200: TokenPairSchema, ...problems(400, 401, 403, 429) } },
+      onRequest: noStore,
+      schema: {
+        tags,
+        body: closed({ email: Email, password: Password, deviceToken: Type.Optional(OpaqueToken) }),
+        response: { 200: LoginSchema, ...problems(400, 401, 403, 429) },
+      },
     },
     async (request) => {
-      const { email, password } = request.body as { email: string; password: string }
-      return service.login(email, password, requestContext(request))
+      const { email, password, deviceToken } = request.body as { email: string; password: string; deviceToken?: string }
+      return service.login(email, password, deviceToken, requestContext(request))
     },
   )
 
   app.post(
     '/refresh',
-    { schema: { tags, body: closed({ refreshToken: OpaqueToken }), response: { 200: TokenPairSchema, ...problems(400, 401) } } },
+    { onRequest: noStore, schema: { tags, body: closed({ refreshToken: OpaqueToken }), response: { 200: TokenPairSchema, ...problems(400, 401) } } },
     async (request) => service.refresh((request.body as { refreshToken: string }).refreshToken, requestContext(request)),
   )
 
@@ -128,7 +144,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.get(
     '/me',
-    { preHandler: app.authenticate, schema: { tags, security: bearer, response: { 200: MeSchema, ...problems(401) } } },
+    { onRequest: noStore, preHandler: app.authenticate, schema: { tags, security: bearer, response: { 200: MeSchema, ...problems(401) } } },
     async (request) => {
       const user = await service.me(authOf(request).userId)
       return {
@@ -144,8 +160,10 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
   app.delete(
     '/me',
     {
+      // A re-authentication is a password guess: the credential limit and the lockout apply.
+      config: limited,
       preHandler: app.authenticate,
-      schema: { tags, security: bearer, body: closed({ password: Password }), response: { 204: Type.Null(), ...problems(400, 401) } },
+      schema: { tags, security: bearer, body: closed({ password: Password }), response: { 204: Type.Null(), ...problems(400, 401, 429) } },
     },
     async (request, reply) => {
       await service.deleteAccount(authOf(request).userId, (request.body as { password: string }).password, requestContext(request))
@@ -156,12 +174,13 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
   app.post(
     '/change-password',
     {
+      config: limited,
       preHandler: app.authenticate,
       schema: {
         tags,
         security: bearer,
         body: closed({ currentPassword: Password, newPassword: Password }),
-        response: { 204: Type.Null(), ...problems(400, 401) },
+        response: { 204: Type.Null(), ...problems(400, 401, 429) },
       },
     },
     async (request, reply) => {
@@ -196,7 +215,11 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.get(
     '/sessions',
-    { preHandler: app.authenticate, schema: { tags, security: bearer, response: { 200: Type.Array(SessionSchema), ...problems(401) } } },
+    {
+      onRequest: noStore,
+      preHandler: app.authenticate,
+      schema: { tags, security: bearer, response: { 200: Type.Array(SessionSchema), ...problems(401) } },
+    },
     async (request) => {
       const { userId, sessionId } = authOf(request)
       const rows = await service.sessions(userId, sessionId)
