@@ -80,6 +80,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     // Production without a token: not served at all (it tells strangers too much).
     serve: config.METRICS_TOKEN !== undefined || config.NODE_ENV !== 'production',
     ...(config.METRICS_TOKEN === undefined ? {} : { token: config.METRICS_TOKEN }),
+    rateLimitStoreUp: () => app.rateLimitStore() !== 'memory-fallback',
   })
   await app.register(cleanupPlugin, {
     intervalMs: config.CLEANUP_INTERVAL_MINUTES * 60_000,
@@ -166,7 +167,13 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
 
   // routes
   await app.register(healthRoutes)
-  await app.register(wellKnownRoutes, { keys })
+  await app.register(wellKnownRoutes, {
+    keys,
+    // Outside the global budget, with a generous one of its own.
+    rateLimit: config.RATE_LIMIT_ENABLED
+      ? { max: config.RATE_LIMIT_MAX * 10, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
+      : false,
+  })
   await app.register(pageRoutes)
   await app.register(authRoutes, {
     prefix: '/api/auth',

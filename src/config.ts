@@ -35,6 +35,10 @@ export const EnvSchema = Type.Object({
   DATABASE_POOL_MIN: Int(5, 0, 1000),
   DATABASE_IDLE_TIMEOUT_MS: Int(30_000),
   DATABASE_CONNECT_TIMEOUT_MS: Int(10_000),
+  // on: named statements, prepared once per connection (~15-20 % more calls/s, bench/statements.ts).
+  // off: unnamed statements, for a transaction pooler without prepared-statement support
+  // (PgBouncer < 1.21 in transaction mode; >= 1.21 with max_prepared_statements can stay on).
+  DATABASE_STATEMENT_CACHE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   EMBEDDED_PG_PORT: Int(5442, 1, 65535),
   DATA_DIR: Type.String({ default: '.data' }),
 

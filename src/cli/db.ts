@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util'
 import { devRolePasswords, loadConfig, type Config } from '../config.ts'
 import { bootstrap, withClient, withDatabase } from '../db/bootstrap.ts'
 import { rolePasswords } from '../db/database.ts'
+import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
 import { startEmbedded } from '../db/embedded.ts'
 import { migrate, MIGRATIONS_DIR, migrationNames, migrationStatus } from '../db/migrate.ts'
 import { cleanupBackups, createBackup, listBackups, restoreBackup } from '../ops/backup.ts'
@@ -70,6 +71,13 @@ function targetDatabase(config: Config): string {
 async function adminConnection(config: Config, log: (l: string) => void): Promise<Admin> {
   const database = targetDatabase(config)
   if (config.databaseAdminUrl !== undefined) {
+    // Every command needs a session (SET ROLE, advisory lock, pg_dump's snapshot):
+    // refuse a transaction pooler in one line rather than fail half-way. Anything
+    // else (a database init has yet to create, a server that is down) is left to
+    // the command itself to report: `health` must still say "down" with exit 2.
+    await assertDirectConnection(config.databaseAdminUrl).catch((err: unknown) => {
+      if (err instanceof PooledConnectionError) throw err
+    })
     return { url: config.databaseAdminUrl, database, close: async () => undefined }
   }
   if (!config.embedded) {

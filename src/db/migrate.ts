@@ -9,6 +9,7 @@ import { runner } from 'node-pg-migrate'
 import type pg from 'pg'
 import { projectPath } from '../paths.ts'
 import { withClient } from './bootstrap.ts'
+import { assertDirectConnection } from './direct-connection.ts'
 
 export const MIGRATIONS_DIR = projectPath('sql', 'migrations')
 export const MIGRATIONS_SCHEMA = 'activity'
@@ -37,6 +38,8 @@ export const TIMING_TABLE = 'pgmigrations_timing'
 export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> {
   const direction = options.direction ?? 'up'
   const log = options.log ?? (() => undefined)
+  // SET ROLE and the runner's advisory lock need a session: not through a transaction pooler.
+  await assertDirectConnection(options.adminUrl)
   return withClient(options.adminUrl, async (client) => {
     await client.query(`SET ROLE ${OWNER_ROLE}`)
     // node-pg-migrate announces each migration as it starts it; the gaps between

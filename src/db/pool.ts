@@ -2,6 +2,7 @@
 // auth_api_user. Stats feed /api/health/database and /metrics.
 import pg from 'pg'
 import type { Config } from '../config.ts'
+import { setStatementCache } from './procedures.ts'
 
 export interface PoolStats {
   total: number
@@ -20,10 +21,19 @@ export function createPool(config: Config, connectionString: string): pg.Pool {
     connectionTimeoutMillis: config.DATABASE_CONNECT_TIMEOUT_MS,
     ssl: config.DATABASE_SSL ? { rejectUnauthorized: true } : undefined,
     application_name: 'activity-auth',
+    // A connection whose peer vanished without a reset (host down, a NAT or
+    // balancer forgetting it) is eventually found dead by TCP keepalive (probes
+    // after 10 s idle, interval and count from the OS) and replaced, instead of
+    // holding a pool slot for ever.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   })
-  // An idle client losing its connection (server restart) must not crash the
-  // process; the pool drops it and the next query gets a fresh one.
+  // An idle client losing its connection (server restart, a cut connection)
+  // must not crash the process; the pool drops it and the next query gets a
+  // fresh one. A query on a lost connection fails and its client is discarded
+  // (procedures.ts), and the error is answered 503 (plugins/errors.ts).
   pool.on('error', () => undefined)
+  setStatementCache(pool, config.DATABASE_STATEMENT_CACHE === 'on')
   return pool
 }
 

@@ -1,6 +1,7 @@
 // One typed function per stored procedure granted to auth_api_user: the only SQL
-// text in src/. Each call is one parameterised, named (prepared once per
-// connection) `SELECT * FROM activity.sp_x(...)`, with every parameter cast so
+// text in src/. Each call is one parameterised `SELECT * FROM activity.sp_x(...)`
+// (named, i.e. prepared once per connection, only with DATABASE_STATEMENT_CACHE=on:
+// see setStatementCache), with every parameter cast so
 // the server resolves exactly the intended function. Custom SQLSTATEs become a
 // DbError (errors.ts); anything else is rethrown unchanged.
 import type pg from 'pg'
@@ -207,11 +208,33 @@ async function queryOnPool(pool: pg.Pool, config: pg.QueryConfig): Promise<pg.Qu
 const RETRYABLE = new Set(['40P01', '40001'])
 const ATTEMPTS = 3
 
+/**
+ * Named (prepared once per connection) or unnamed statements, per pool
+ * (DATABASE_STATEMENT_CACHE, set by createPool). A named statement lives in one
+ * server session: through a transaction pooler (PgBouncer in transaction mode,
+ * before 1.21's max_prepared_statements) the next call may land on another server
+ * connection (26000 does not exist) or on one that already has it (42P05). An
+ * unnamed statement is parsed, bound and run in the same round trip, wherever it lands.
+ */
+const statementCache = new WeakMap<object, boolean>()
+/** What a Queryable not registered with setStatementCache gets (the setting's default). */
+export const STATEMENT_CACHE_DEFAULT = true
+
+export function setStatementCache(db: Queryable, enabled: boolean): void {
+  statementCache.set(db, enabled)
+}
+
+export function statementCacheOf(db: Queryable): boolean {
+  return statementCache.get(db) ?? STATEMENT_CACHE_DEFAULT
+}
+
 async function call<Row>(db: Queryable, stmt: Statement, values: unknown[]): Promise<Row[]> {
   // Each call is one statement in autocommit, i.e. one whole transaction; a
   // rare deadlock between a revoke-all and a session write under heavy load on
   // one user is retried here instead of surfacing as a 5xx.
-  const config: pg.QueryConfig = { name: stmt.name, text: stmt.text, values }
+  const config: pg.QueryConfig = statementCacheOf(db)
+    ? { name: stmt.name, text: stmt.text, values }
+    : { text: stmt.text, values }
   for (let attempt = 1; ; attempt++) {
     try {
       const result = isPool(db) ? await queryOnPool(db, config) : await db.query<Record<string, unknown>>(config)

@@ -25,8 +25,12 @@ interface ValidationIssue {
 type Outcome = { problem: HttpProblem; log?: 'error' }
 
 const INTERNAL: Outcome = { problem: new HttpProblem(500, 'internal_error', 'internal error'), log: 'error' }
+/** Seconds a client waits before retrying a 503: a pool reconnects or a failover settles in about that. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 const UNAVAILABLE: Outcome = {
-  problem: new HttpProblem(503, 'service_unavailable', 'service temporarily unavailable'),
+  problem: new HttpProblem(503, 'service_unavailable', 'service temporarily unavailable', {
+    headers: { 'retry-after': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
+  }),
   log: 'error',
 }
 
@@ -46,8 +50,37 @@ const CODE_BY_STATUS: Readonly<Record<number, string>> = {
 /** A code that is already one of ours (e.g. 'invalid_token' from the auth preHandler). */
 const OWN_CODE = /^[a-z][a-z0-9_]{0,63}$/
 
-/** Class 08 (connection exception), 57P01-03 (server shutting down or starting), or no server. */
-const PG_UNAVAILABLE = /^(08[0-9A-Z]{3}|57P0[123]|ECONNREFUSED)$/
+/**
+ * Connection-level failures, by code: class 08 (connection exception), 57P01-03
+ * (server shutting down or starting), 53300 (too many connections), and the
+ * socket errors of a server that is gone, unreachable or cut off (refused,
+ * reset, timed out, broken pipe, DNS not answering).
+ */
+const PG_UNAVAILABLE =
+  /^(08[0-9A-Z]{3}|57P0[123]|53300|ECONNREFUSED|ECONNRESET|ECONNABORTED|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENETDOWN|EHOSTDOWN|EAI_AGAIN)$/
+
+/**
+ * The same, for the errors node-postgres and pg-pool raise without a code when a
+ * connection ends under a query, a connect times out or the pool is ending.
+ */
+const PG_UNAVAILABLE_MESSAGE =
+  /^(Connection terminated( unexpectedly| due to connection timeout)?|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Cannot use a pool after calling end on the pool)$/
+
+const MAX_CAUSE_DEPTH = 3
+
+/** A lost, refused or timed-out database connection: the request may succeed on retry. */
+function isConnectionFailure(error: ErrorLike): boolean {
+  let current: unknown = error
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH && isObject(current); depth++) {
+    if (current instanceof HttpProblem || typeof current.statusCode === 'number') return false
+    if (typeof current.code === 'string' && PG_UNAVAILABLE.test(current.code)) return true
+    if (current.code === undefined && typeof current.message === 'string' && PG_UNAVAILABLE_MESSAGE.test(current.message)) {
+      return true
+    }
+    current = (current as { cause?: unknown }).cause
+  }
+  return false
+}
 
 const MAX_VALIDATION_ISSUES = 5
 
@@ -95,7 +128,7 @@ function classify(error: unknown): Outcome {
   if (isSyntaxError(error) && error.statusCode === 400) {
     return { problem: new HttpProblem(400, 'malformed_json', 'request body is not valid JSON') }
   }
-  if (typeof error.code === 'string' && PG_UNAVAILABLE.test(error.code)) return UNAVAILABLE
+  if (isConnectionFailure(error)) return UNAVAILABLE
 
   const status = typeof error.statusCode === 'number' ? error.statusCode : 500
   if (status === 429) {

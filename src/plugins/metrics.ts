@@ -22,6 +22,8 @@ export interface MetricsPluginOptions {
   serve?: boolean
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   token?: string
+  /** Whether the rate-limit store answers (false while Redis is down and limits run in memory). */
+  rateLimitStoreUp?: () => boolean
 }
 
 export interface AppMetrics {
@@ -101,6 +103,18 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     poolGauge('db_pool_waiting', 'Queries waiting for a database connection', (p) => p.waitingCount)
   }
 
+  const { rateLimitStoreUp } = opts
+  if (rateLimitStoreUp !== undefined) {
+    new Gauge({
+      name: 'rate_limit_store_up',
+      help: '1 while the rate-limit store answers; 0 while Redis is down and limits run per instance in memory',
+      registers: [registry],
+      collect() {
+        this.set(rateLimitStoreUp() ? 1 : 0)
+      },
+    })
+  }
+
   app.decorate('metrics', {
     loginOutcome: (outcome: string) => logins.inc({ outcome }),
     refreshReuse: () => refreshReuse.inc(),
@@ -127,6 +141,8 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     app.get(
       '/metrics',
       {
+        // Scrapes are outside the per-IP rate limit.
+        config: { rateLimit: false },
         schema: { hide: true },
         onRequest: async (request) => {
           if (authorized !== undefined && !authorized(request.headers.authorization)) {

@@ -66,3 +66,22 @@ t.test('two instances sharing one Redis share one limit', async (t) => {
   t.same(codes, [202, 202, 202, 202, 429, 429], 'the fifth request is refused whichever instance gets it')
   t.ok((await redis.keys(`${prefix}*`)).length > 0, 'counters live in Redis')
 })
+
+t.test('health probes, JWKS and /metrics are outside the per-IP budget', async (t) => {
+  const h = await build(t, { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_MAX: '5' })
+  const get = (url: string) => h.app.inject({ method: 'GET', url, remoteAddress: '198.51.100.7' })
+  const statuses = async (url: string, n: number) => {
+    const seen = new Set<number>()
+    for (let i = 0; i < n; i++) seen.add((await get(url)).statusCode)
+    return [...seen]
+  }
+  for (const url of ['/api/health/live', '/api/health/ready', '/api/health', '/api/health/database', '/metrics']) {
+    t.same(await statuses(url, 20), [200], `${url}: 20 from one address, all 200`)
+  }
+  t.same(await statuses('/.well-known/jwks.json', 20), [200], 'jwks: 20 from one address, all 200')
+  t.same(await statuses('/verify-email', 7), [200, 429], 'an ordinary route is still limited after 5')
+  t.same(await statuses('/api/health/live', 5), [200], 'and the probes still answer')
+  // JWKS has a budget of its own, ten times the global one (20 used above).
+  t.same(await statuses('/.well-known/jwks.json', 30), [200], 'jwks: up to 10 × RATE_LIMIT_MAX')
+  t.same(await statuses('/.well-known/jwks.json', 1), [429], 'jwks: then limited too')
+})

@@ -113,6 +113,8 @@ export interface ComposeService {
   restart?: string
   shm_size?: string
   init?: boolean
+  /** Only started with `--profile <name>`. */
+  profiles?: string[]
 }
 
 export interface ComposeFile {

@@ -45,7 +45,8 @@ t.test('interpolation follows compose', async (t) => {
 })
 
 t.test('the five services and their images', async (t) => {
-  t.same(Object.keys(compose.services).sort(), ['auth-api', 'mailpit', 'migrate', 'postgres-db', 'redis'])
+  const plain = Object.entries(compose.services).filter(([, s]) => s.profiles === undefined).map(([name]) => name)
+  t.same(plain.sort(), ['auth-api', 'mailpit', 'migrate', 'postgres-db', 'redis'], '`docker compose up` starts these five')
   t.equal(service(compose, 'postgres-db').image, 'postgres:16-alpine')
   t.match(service(compose, 'redis').image, /^redis:\d+(\.\d+)*-alpine$/)
   t.match(service(compose, 'mailpit').image, /^axllent\/mailpit:v\d+\.\d+\.\d+$/, 'mailpit pinned to a release')
@@ -249,4 +250,43 @@ t.test('.dockerignore keeps secrets and local state out, and keeps what the imag
     t.notOk(ignored.includes(src), `${src} is copied, not ignored`)
     t.ok(existsSync(projectPath(src)), `${src} exists`)
   }
+})
+
+t.test('scale profile: replicas behind haproxy, PgBouncer in transaction mode between them and PostgreSQL', async (t) => {
+  const scaled = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('scale')).map(([name]) => name)
+  t.same(scaled.sort(), ['auth-api-replica', 'lb', 'pgbouncer'])
+  const replica = service(compose, 'auth-api-replica')
+  const app = service(compose, 'auth-api')
+  t.equal(replica.container_name, undefined, 'no container name: --scale can start several')
+  t.equal(replica.ports, undefined, 'no host port: only the balancer reaches a replica')
+  t.equal(replica.image, app.image, 'the same image')
+  const env = replica.environment ?? {}
+  for (const [key, value] of Object.entries(app.environment ?? {})) {
+    if (!['DATABASE_URL', 'DATABASE_STATEMENT_CACHE', 'TRUST_PROXY'].includes(key)) t.equal(env[key], value, `${key} as auth-api`)
+  }
+  t.match(env.DATABASE_URL, /^postgresql:\/\/auth_api_user:[^@]+@pgbouncer:5432\//, 'the service connection goes through PgBouncer')
+  t.equal(env.DATABASE_STATEMENT_CACHE, 'off', 'no prepared statement outlives a pooled transaction')
+  t.equal(env.TRUST_PROXY, '1', 'one trusted hop: the balancer')
+  t.ok(loadConfig({ ...env, NODE_ENV: 'development' }).trustProxy === 1)
+  t.same(replica.depends_on?.migrate, { condition: 'service_completed_successfully' }, 'migrations run once, directly, never through the pooler')
+  t.match(service(compose, 'migrate').environment?.DATABASE_ADMIN_URL, /@postgres-db:5432\//, 'the admin connection is direct')
+
+  const bouncer = service(compose, 'pgbouncer')
+  t.match(bouncer.image, /^edoburu\/pgbouncer:v\d+\.\d+\.\d+/, 'pinned')
+  t.equal(bouncer.environment?.POOL_MODE, 'transaction')
+  t.equal(bouncer.environment?.DB_HOST, 'postgres-db')
+  const maxConnections = Number(example.get('POSTGRES_MAX_CONNECTIONS'))
+  t.ok(Number(bouncer.environment?.DEFAULT_POOL_SIZE) < maxConnections / 2, 'server connections leave room under max_connections')
+  t.ok(Number(bouncer.environment?.MAX_CLIENT_CONN) >= 10 * Number(env.DATABASE_POOL_MAX), 'clients of ten replicas fit')
+
+  const lb = service(compose, 'lb')
+  t.match(lb.image, /^haproxy:\d+\.\d+-alpine$/)
+  t.same(lb.ports, ['8080:8080'])
+  t.ok(lb.volumes?.includes('./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro'))
+  const cfg = readFileSync(projectPath('deploy/haproxy.cfg'), 'utf8')
+  t.match(cfg, /server-template api \d+ auth-api-replica:8000/, 'every replica docker DNS knows')
+  t.match(cfg, /option httpchk GET \/api\/health\/ready/, 'health-checked on readiness')
+  t.match(cfg, /option forwardfor/, 'passes the client address to the replicas')
+  t.match(cfg, /bind :8080/)
+  for (const name of scaled) t.same(service(compose, name).networks, ['activity-network'], `${name} on activity-network`)
 })

@@ -55,6 +55,25 @@ async function build(t: Test): Promise<Built> {
   app.get('/db-gone', async () => {
     throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })
   })
+  // Connection-level failures as node-postgres, pg-pool and the socket raise them.
+  const lost: Record<string, Error> = {
+    reset: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+    'timed-out': Object.assign(new Error('connect ETIMEDOUT 10.0.0.1:5432'), { code: 'ETIMEDOUT' }),
+    pipe: Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }),
+    'too-many': Object.assign(new Error('sorry, too many clients already'), { code: '53300' }),
+    terminated: new Error('Connection terminated unexpectedly'),
+    ended: new Error('Connection terminated'),
+    'connect-timeout': new Error('timeout exceeded when trying to connect'),
+    'timeout-cause': new Error('Connection terminated due to connection timeout', { cause: new Error('Connection terminated unexpectedly') }),
+    'wrapped-reset': new Error('rotation failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }),
+  }
+  app.get('/db-lost/:how', async (request) => {
+    throw lost[(request.params as { how: string }).how] ?? new Error('unknown')
+  })
+  app.get('/not-lost', async () => {
+    // A message alike, but a code of its own: not a lost connection.
+    throw Object.assign(new Error('Connection terminated'), { code: 'ERR_SOMETHING_ELSE' })
+  })
   app.get('/token', async () => {
     throw Object.assign(new Error('token expired'), { statusCode: 401, code: 'invalid_token' })
   })
@@ -180,6 +199,19 @@ t.test('a database that cannot be reached is 503 service_unavailable', async (t)
   t.notMatch(refused.body, /5432|ECONNREFUSED/)
   const shutdown = await app.inject({ method: 'GET', url: '/db-gone' })
   assertProblem(t, shutdown, 503, 'service_unavailable')
+  t.equal(shutdown.headers['retry-after'], '2', 'Retry-After')
+})
+
+t.test('a lost, reset or timed-out database connection is 503 with Retry-After, never 500', async (t) => {
+  const { app } = await build(t)
+  for (const how of ['reset', 'timed-out', 'pipe', 'too-many', 'terminated', 'ended', 'connect-timeout', 'timeout-cause', 'wrapped-reset']) {
+    const res = await app.inject({ method: 'GET', url: `/db-lost/${how}` })
+    t.equal(assertProblem(t, res, 503, 'service_unavailable').detail, 'service temporarily unavailable', how)
+    const retryAfter = Number(res.headers['retry-after'])
+    t.ok(retryAfter >= 1 && retryAfter <= 5, `${how}: Retry-After ${String(retryAfter)}`)
+    t.notMatch(res.body, /ECONNRESET|ETIMEDOUT|EPIPE|terminated|timeout|5432/, `${how}: nothing internal`)
+  }
+  assertProblem(t, await app.inject({ method: 'GET', url: '/not-lost' }), 500, 'internal_error')
 })
 
 t.test('an HttpProblem answers its own status, code, detail and headers', async (t) => {

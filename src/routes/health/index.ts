@@ -36,6 +36,13 @@ const Summary = Type.Object(
     uptimeSeconds: Type.Number(),
     database: Type.Union([Type.Literal('up'), Type.Literal('down')]),
     migrations: Type.Union([Type.Literal('current'), Type.Literal('pending')]),
+    /** Where rate limits are counted; `memory-fallback` while the configured Redis is down. */
+    rateLimitStore: Type.Union([
+      Type.Literal('redis'),
+      Type.Literal('memory-fallback'),
+      Type.Literal('memory'),
+      Type.Literal('off'),
+    ]),
   },
   { additionalProperties: false },
 )
@@ -44,6 +51,8 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
   // The code's migrations do not change while the process runs: read them once.
   const inCode = await migrationNames()
   const tags = ['health']
+  // Probes (a balancer checks every second) are outside the per-IP rate limit.
+  const config = { rateLimit: false as const }
 
   /** One round trip as auth_api_user: reachability, latency and migration state together. */
   async function probe() {
@@ -58,9 +67,9 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     }
   }
 
-  app.get('/api/health/live', { schema: { tags, response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
+  app.get('/api/health/live', { config, schema: { tags, response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
 
-  app.get('/api/health/ready', { schema: { tags, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
+  app.get('/api/health/ready', { config, schema: { tags, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
     const p = await probe()
     const ready = p.up && p.pending.length === 0
     return reply
@@ -68,7 +77,7 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       .send({ status: ready ? 'ready' : 'not_ready', database: p.up ? 'up' : 'down', pendingMigrations: p.pending })
   })
 
-  app.get('/api/health', { schema: { tags, response: { 200: Summary, 503: Summary } } }, async (_request, reply) => {
+  app.get('/api/health', { config, schema: { tags, response: { 200: Summary, 503: Summary } } }, async (_request, reply) => {
     const p = await probe()
     const ok = p.up && p.pending.length === 0
     return reply.code(ok ? 200 : 503).send({
@@ -76,10 +85,11 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       uptimeSeconds: Math.round(process.uptime()),
       database: p.up ? 'up' : 'down',
       migrations: p.pending.length === 0 ? 'current' : 'pending',
+      rateLimitStore: app.rateLimitStore(),
     })
   })
 
-  app.get('/api/health/database', { schema: { tags, response: { 200: Database, 503: Database } } }, async (_request, reply) => {
+  app.get('/api/health/database', { config, schema: { tags, response: { 200: Database, 503: Database } } }, async (_request, reply) => {
     const p = await probe()
     return reply.code(p.up ? 200 : 503).send({
       status: p.up ? 'up' : 'down',

@@ -17,10 +17,19 @@ const Jwk = Type.Object(
   { additionalProperties: false },
 )
 
-export default async function wellKnownRoutes(app: FastifyInstance, opts: { keys: SigningKeys }): Promise<void> {
+export interface WellKnownOptions {
+  keys: SigningKeys
+  /** Its own per-IP limit (other services fetch it often), or none; never the global budget. */
+  rateLimit?: { max: number; timeWindow: number } | false
+}
+
+export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKnownOptions): Promise<void> {
   app.get(
     '/.well-known/jwks.json',
-    { schema: { tags: ['keys'], response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }) } } },
+    {
+      config: { rateLimit: opts.rateLimit ?? false },
+      schema: { tags: ['keys'], response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }) } },
+    },
     async (_request, reply) => {
       void reply.header('cache-control', 'public, max-age=300')
       return opts.keys.jwks
