@@ -1,12 +1,9 @@
 // Login throttling: per-account lockout in the database (identical for existing
 // and unknown emails) and per-IP rate limits in memory or in a shared Redis.
-import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { Redis } from 'ioredis'
 import { build, json } from '../helpers/app.ts'
 import { createTestDatabase } from '../helpers/db.ts'
-
-const REDIS_URL = 'redis://127.0.0.1:6379'
+import { REDIS_URL, redisNamespace } from '../helpers/redis.ts'
 
 t.test('lockout after LOCKOUT_THRESHOLD failures: 429 + Retry-After, same for unknown emails', async (t) => {
   const h = await build(t, { LOCKOUT_THRESHOLD: '3', LOCKOUT_BASE_SECONDS: '60', REQUIRE_EMAIL_VERIFICATION: 'false' })
@@ -47,13 +44,7 @@ t.test('per-IP limit on credential routes, in memory', async (t) => {
 })
 
 t.test('two instances sharing one Redis share one limit', async (t) => {
-  const prefix = `activity-auth-test-${randomBytes(4).toString('hex')}:`
-  const redis = new Redis(REDIS_URL)
-  t.teardown(async () => {
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length > 0) await redis.del(...keys)
-    await redis.quit()
-  })
+  const { prefix, redis } = redisNamespace(t)
   const env = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_CREDENTIALS_MAX: '4', REDIS_URL, RATE_LIMIT_REDIS_PREFIX: prefix }
   const db = await createTestDatabase(t)
   const a = await build(t, env, db)

@@ -3,12 +3,12 @@
 // token reused on B after its rotation on A revokes the session everywhere, a
 // logout on A ends the session on B at once, and the per-IP limits and the account
 // lockout count requests to both together.
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { generateKeyPairSync } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { Redis } from 'ioredis'
 import type { LightMyRequestResponse } from 'fastify'
 import { bearer, build, json } from '../helpers/app.ts'
 import { createTestDatabase } from '../helpers/db.ts'
+import { REDIS_URL, redisNamespace } from '../helpers/redis.ts'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -17,7 +17,6 @@ interface Pair {
   refreshToken: string
 }
 
-const REDIS_URL = 'redis://127.0.0.1:6379'
 const PASSWORD = 'correct horse battery staple'
 const PEPPER = 'two-instances-test-pepper-0123456789abcdefghijklmnopqrstuvwxyz'
 // Replicas share the signing key and the refresh pepper, as they must in production
@@ -26,13 +25,7 @@ const JWT_PRIVATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type:
 
 /** Instances A and B on one new database and one Redis namespace, removed after the test. */
 async function twoInstances(t: Test, env: Record<string, string>): Promise<{ a: App; b: App }> {
-  const prefix = `activity-auth-test-${randomBytes(4).toString('hex')}:`
-  const redis = new Redis(REDIS_URL)
-  t.teardown(async () => {
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length > 0) await redis.del(...keys)
-    await redis.quit()
-  })
+  const { prefix } = redisNamespace(t)
   const shared = {
     REQUIRE_EMAIL_VERIFICATION: 'false',
     REFRESH_TOKEN_PEPPER: PEPPER,
