@@ -71,7 +71,7 @@ export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
     views_readable: number
     views_total: number
   }>(`
-    WITH roles(role) AS (VALUES ('activity_owner'), ('auth_api_user'), ('write_api_user'), ('activity_readonly')),
+    WITH roles(role, ord) AS (VALUES ('activity_owner', 1), ('auth_api_user', 2), ('write_api_user', 3), ('activity_readonly', 4)),
          tables AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'r'),
          views AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'v'),
          sps AS (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace AND p.proname LIKE 'sp\\_%')
@@ -87,7 +87,9 @@ export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
            CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM sps s WHERE has_function_privilege(r.role, s.oid, 'EXECUTE')) END AS sp_executable,
            CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM views v WHERE has_table_privilege(r.role, v.oid, 'SELECT')) END AS views_readable,
            (SELECT count(*)::int FROM views) AS views_total
-      FROM roles r LEFT JOIN pg_roles a ON a.rolname = r.role`)
+      FROM roles r LEFT JOIN pg_roles a ON a.rolname = r.role
+     -- A hash join may return them in any order: operators read them in this one.
+     ORDER BY r.ord`)
   return rows.map((r) => {
     const problems: string[] = []
     if (!r.exists) return { role: r.role, ok: false, problems: ['missing (run `npm run db -- init`)'] }
