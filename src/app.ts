@@ -174,7 +174,16 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
       ? { max: config.RATE_LIMIT_MAX * 10, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
       : false,
   })
-  await app.register(pageRoutes)
+  await app.register(pageRoutes, {
+    appName: config.APP_NAME,
+    appUrl: config.APP_URL,
+    loginUrl: config.LOGIN_URL,
+    password: { minLength: config.PASSWORD_MIN_LENGTH, breachCheck: config.PASSWORD_BREACH_CHECK },
+    // The form posts spend tokens and take passwords: the API's credential limit.
+    credentialRateLimit: config.RATE_LIMIT_ENABLED
+      ? { max: config.RATE_LIMIT_CREDENTIALS_MAX, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
+      : false,
+  })
   await app.register(authRoutes, {
     prefix: '/api/auth',
     service,

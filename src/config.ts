@@ -39,7 +39,9 @@ export const EnvSchema = Type.Object({
   // off: unnamed statements, for a transaction pooler without prepared-statement support
   // (PgBouncer < 1.21 in transaction mode; >= 1.21 with max_prepared_statements can stay on).
   DATABASE_STATEMENT_CACHE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
-  EMBEDDED_PG_PORT: Int(5442, 1, 65535),
+  // Unset: 5442 if free, else a free port, remembered in DATA_DIR/postgres/port (src/db/embedded-port.ts).
+  // Set: exactly this port; the start fails if another program has it.
+  EMBEDDED_PG_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
   DATA_DIR: Type.String({ default: '.data' }),
 
   // Role passwords set by the bootstrap (db-init/). Development values; production refuses them.
@@ -72,6 +74,10 @@ export const EnvSchema = Type.Object({
   // Production refuses a plain-http or localhost APP_URL (mail links would be useless
   // or interceptable) unless this says it is meant (e.g. a staging host without TLS).
   ALLOW_INSECURE_APP_URL: Bool(false),
+  // The link pages (src/routes/pages/): the product name they show, and where their
+  // "back to the app" link goes (unset: APP_URL).
+  APP_NAME: Type.String({ default: 'Activity', minLength: 1, maxLength: 100 }),
+  LOGIN_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
 
   // Throttling: per IP and route (rate limit), per account (database lockout).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1 })),

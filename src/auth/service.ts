@@ -383,6 +383,49 @@ export class AuthService {
     this.noticePasswordChanged(consumed.email)
   }
 
+  /**
+   * The link page's confirm button (POST /verify-email). A second press of a link that
+   * already did its work (a double-click, a reload, a form sent twice without
+   * JavaScript) finds the token used; that is success when the owner's address is
+   * verified. A link superseded by a newer one is "used" too, but then the address is
+   * not verified and the answer stays token_used.
+   */
+  async verifyEmailFromLink(token: string, ctx: Ctx): Promise<void> {
+    try {
+      await this.verifyEmail(token, ctx)
+    } catch (err) {
+      if (!isProblem(err, 'token_used')) throw err
+      const used = await db.getUsedEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', windowSeconds: LINK_REPEAT_WINDOW_SECONDS })
+      if (used?.isVerified !== true) throw err
+    }
+  }
+
+  /**
+   * The reset page's form (POST /reset-password). A second POST of the same token
+   * finds it used. It is answered as success only when it repeats the first one: the
+   * token was used in the last LINK_REPEAT_WINDOW_SECONDS, its reset set the password
+   * the account still has (sp_get_used_email_token), and the presented password
+   * verifies against that hash. Anything else (another password, a later change,
+   * an older use) stays token_used.
+   * Why this is no password oracle: only the holder of the token (256 random bits,
+   * mailed to the owner) can ask; only about the password that token itself set, and
+   * only until the owner changes it again; only for LINK_REPEAT_WINDOW_SECONDS after
+   * the reset; each guess must pass the password policy and costs an argon2 hash and
+   * verify; and the form route is under the credential rate limit (a few guesses per
+   * address in the whole window). Someone who can read the owner's mail could have
+   * used the link first anyway. Storing nothing new (no "last password" column, no
+   * session) keeps the repeat honest: it is checked against the live hash.
+   */
+  async resetPasswordFromLink(token: string, newPassword: string, ctx: Ctx): Promise<void> {
+    try {
+      await this.resetPassword(token, newPassword, ctx)
+    } catch (err) {
+      if (!isProblem(err, 'token_used')) throw err
+      const used = await db.getUsedEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'reset_password', windowSeconds: LINK_REPEAT_WINDOW_SECONDS })
+      if (used?.hashedPassword == null || !(await this.deps.hasher.verify(used.hashedPassword, newPassword))) throw err
+    }
+  }
+
   async sessions(userId: string, currentSessionId: string) {
     const rows = await db.listUserSessions(this.deps.db, { userId })
     return rows.map((s) => ({ ...s, current: s.familyId === currentSessionId }))
@@ -392,6 +435,13 @@ export class AuthService {
     const ended = await db.revokeUserSession(this.deps.db, { userId, familyId: sessionId, ctx })
     if (!ended) throw notFound('session_not_found', 'no such live session')
   }
+}
+
+/** How long after a link did its work a repeated press of it still shows success (resetPasswordFromLink). */
+export const LINK_REPEAT_WINDOW_SECONDS = 300
+
+function isProblem(err: unknown, code: string): boolean {
+  return err instanceof HttpProblem && err.code === code
 }
 
 function lockedProblem(lockedUntil: Date): HttpProblem {

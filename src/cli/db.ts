@@ -8,9 +8,8 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { devRolePasswords, loadConfig, type Config } from '../config.ts'
 import { bootstrap, withClient, withDatabase } from '../db/bootstrap.ts'
-import { rolePasswords } from '../db/database.ts'
+import { rolePasswords, startCheckoutCluster } from '../db/database.ts'
 import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
-import { startEmbedded } from '../db/embedded.ts'
 import { migrate, MIGRATIONS_DIR, migrationNames, migrationStatus } from '../db/migrate.ts'
 import { cleanupBackups, createBackup, listBackups, restoreBackup } from '../ops/backup.ts'
 import { cleanupOnce, describeCounts } from '../ops/cleanup.ts'
@@ -83,7 +82,7 @@ async function adminConnection(config: Config, log: (l: string) => void): Promis
   if (!config.embedded) {
     throw new OperatorError('DATABASE_ADMIN_URL is required (a superuser or activity_owner member connection)')
   }
-  const cluster = await startEmbedded({ dataDir: path.join(config.dataDir, 'postgres'), port: config.EMBEDDED_PG_PORT, log })
+  const cluster = await startCheckoutCluster(config, log)
   return {
     url: cluster.adminUrl,
     database,

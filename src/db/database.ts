@@ -2,7 +2,7 @@
 // or the configured one. Bootstrap and migrations run here at start when asked to.
 import type { Config } from '../config.ts'
 import { bootstrap, withDatabase } from './bootstrap.ts'
-import { startEmbedded, type EmbeddedCluster } from './embedded.ts'
+import { PortInUseError, startEmbedded, type EmbeddedCluster } from './embedded.ts'
 import { migrate } from './migrate.ts'
 import path from 'node:path'
 
@@ -29,13 +29,29 @@ export function serviceUrl(adminUrl: string, database: string, password: string)
   return u.toString()
 }
 
+/**
+ * The embedded cluster of this checkout (DATA_DIR/postgres), started if needed.
+ * `npm start` and `npm run db` both come here, so they find the same cluster on
+ * the same port.
+ */
+export async function startCheckoutCluster(config: Config, log: (line: string) => void): Promise<EmbeddedCluster> {
+  try {
+    return await startEmbedded({ dataDir: path.join(config.dataDir, 'postgres'), port: config.EMBEDDED_PG_PORT, log })
+  } catch (err) {
+    if (err instanceof PortInUseError) {
+      throw new Error(
+        `EMBEDDED_PG_PORT=${err.port}, but ${err.message}: stop the program listening there, set another port, ` +
+          'or unset EMBEDDED_PG_PORT to let the embedded server pick a free one',
+        { cause: err },
+      )
+    }
+    throw err
+  }
+}
+
 export async function prepareDatabase(config: Config, log: (line: string) => void): Promise<PreparedDatabase> {
   if (config.embedded) {
-    const cluster = await startEmbedded({
-      dataDir: path.join(config.dataDir, 'postgres'),
-      port: config.EMBEDDED_PG_PORT,
-      log,
-    })
+    const cluster = await startCheckoutCluster(config, log)
     await bootstrap({
       adminUrl: cluster.adminUrl,
       database: config.POSTGRES_DB,

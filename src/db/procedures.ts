@@ -287,6 +287,7 @@ const SQL = {
   checkSession: statement('sp_check_session', 'uuid', 'uuid'),
   createEmailToken: statement('sp_create_email_token', 'uuid', 'text', 'text', 'integer', 'jsonb'),
   consumeEmailToken: statement('sp_consume_email_token', 'text', 'text', 'text', 'jsonb'),
+  getUsedEmailToken: statement('sp_get_used_email_token', 'text', 'text', 'integer'),
   beginLogin: statement(
     'sp_begin_login',
     'text', 'uuid', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb',
@@ -706,6 +707,28 @@ export async function consumeEmailToken(
     args.newHashedPassword ?? null,
     ctxJson(args.ctx),
   ])
+}
+
+export interface UsedEmailToken {
+  /** The token owner's address is verified (now, by whichever link). */
+  isVerified: boolean
+  /**
+   * reset_password only: the owner's current hash, when the token was used within the
+   * window and its reset set the current password; null otherwise.
+   */
+  hashedPassword: string | null
+}
+
+/**
+ * What a used email token achieved (the link pages' repeated press); undefined when the
+ * token is unknown, unused, of another purpose or its owner inactive. AU007. Writes nothing.
+ */
+export async function getUsedEmailToken(
+  db: Queryable,
+  args: { tokenHash: string; purpose: EmailTokenPurpose; windowSeconds: number },
+): Promise<UsedEmailToken | undefined> {
+  const [row] = await call<UsedEmailToken>(db, SQL.getUsedEmailToken, [args.tokenHash, args.purpose, args.windowSeconds])
+  return row
 }
 
 // ---------------------------------------------------------------------------

@@ -4,21 +4,31 @@
 import { STATUS_CODES } from 'node:http'
 import { Type, type Static } from '@sinclair/typebox'
 
-export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
+/** The media type of every error answer (RFC 9457 §3). */
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json'
+
+export const PROBLEM_CONTENT_TYPE = `${PROBLEM_MEDIA_TYPE}; charset=utf-8`
 
 const PROBLEM_TYPE_BASE = 'https://activity-auth.dev/problems/'
 
-/** Reused by routes in their 4xx/5xx response schemas. */
+/**
+ * The id ProblemSchema is registered under (errors plugin, app.addSchema): routes
+ * refer to it (`{ $ref: 'Problem#' }`, src/schemas/responses.ts), so the OpenAPI
+ * document has exactly one `components.schemas.Problem` and generated clients one type.
+ */
+export const PROBLEM_SCHEMA_ID = 'Problem'
+
+/** The body of every 4xx/5xx answer. */
 export const ProblemSchema = Type.Object(
   {
-    type: Type.String({ format: 'uri' }),
-    title: Type.String(),
+    type: Type.String({ format: 'uri', description: 'Stable URI of the code' }),
+    title: Type.String({ description: 'The reason phrase of the status' }),
     status: Type.Integer({ minimum: 400, maximum: 599 }),
-    detail: Type.Optional(Type.String()),
-    code: Type.String(),
-    requestId: Type.String(),
+    detail: Type.Optional(Type.String({ description: 'For people; never branch on it' })),
+    code: Type.String({ description: 'Stable machine-readable code; branch on this' }),
+    requestId: Type.String({ description: "The service's id of the request, also in x-request-id" }),
   },
-  { additionalProperties: false, title: 'Problem' },
+  { additionalProperties: false, title: 'Problem', description: 'RFC 9457 problem details with a stable `code`' },
 )
 
 export type Problem = Static<typeof ProblemSchema>
@@ -36,7 +46,7 @@ export function statusTitle(status: number): string {
 export interface HttpProblemOptions {
   /** Response headers that belong to the answer (Retry-After, Allow). */
   headers?: Record<string, string>
-  /** Extra members of the body; only kept where the route's schema names them. */
+  /** Extra members of the body; kept only where the response schema names them (the shared Problem names none). */
   extra?: Record<string, unknown>
 }
 

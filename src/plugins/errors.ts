@@ -4,7 +4,7 @@
 // the routes' methods to tell 405 from 404, and it must own the root handlers.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
-import { HttpProblem, PROBLEM_CONTENT_TYPE } from '../http/problem.ts'
+import { HttpProblem, PROBLEM_CONTENT_TYPE, PROBLEM_SCHEMA_ID, ProblemSchema } from '../http/problem.ts'
 import { responseRequestId } from '../logging.ts'
 
 interface ErrorLike {
@@ -165,12 +165,18 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
 /**
  * Server constructor options this plugin relies on: unknown body fields are a
  * 400 instead of being silently dropped (Fastify's Ajv default is
- * removeAdditional: true), and router-level errors (bad percent-encoding in a
- * URL) are problems too.
+ * removeAdditional: true); a value of the wrong type is a 400 instead of being
+ * coerced (the default coerceTypes: 'array' turns `{"refreshToken": 12345}` into
+ * "12345", `true` into "true" and `["x"]` into "x", so a client bug reaches the
+ * service as a plausible string); and router-level errors (bad percent-encoding in
+ * a URL) are problems too.
+ * Fastify has one Ajv for bodies, params and querystrings, so no coercion anywhere:
+ * path and query values arrive as strings, and every params/querystring schema here
+ * declares strings (a number there would have to be a pattern-checked string).
  */
 export function errorServerOptions(): Pick<FastifyServerOptions, 'ajv' | 'frameworkErrors'> {
   return {
-    ajv: { customOptions: { removeAdditional: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     frameworkErrors: replyWithError,
   }
 }
@@ -179,6 +185,10 @@ export function errorServerOptions(): Pick<FastifyServerOptions, 'ajv' | 'framew
 const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
 async function errorsPlugin(app: FastifyInstance): Promise<void> {
+  // Shared by every route's error responses (src/schemas/responses.ts): one schema to
+  // serialize problems with, one component in the OpenAPI document.
+  app.addSchema({ ...ProblemSchema, $id: PROBLEM_SCHEMA_ID })
+
   const methods = new Set<string>(COMMON_METHODS)
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) methods.add(method.toUpperCase())

@@ -50,10 +50,37 @@ async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions)
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
-        info: { title: 'activity-auth', version, description: 'Authentication service for the Activity App' },
-        components: {
-          securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+        info: {
+          title: 'activity-auth',
+          version,
+          description: 'Authentication service for the Activity App',
+          // package.json is private and names no license: the code is proprietary. SPDX
+          // has no identifier for that; LicenseRef- is its form for a license of one's own.
+          license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
         },
+        // Relative: calls go to the host the document was fetched from. APP_URL is where
+        // mail links point, which need not be how another service reaches this one (a
+        // compose network name, the balancer of the scale profile), and a generated client
+        // takes its base URL at run time anyway; the document stays the same everywhere.
+        servers: [{ url: '/', description: 'The host that serves this document' }],
+        tags: [
+          { name: 'auth', description: 'Sign up, verify, log in, refresh, log out; the account and its sessions' },
+          { name: 'keys', description: 'Public keys to verify access tokens offline' },
+          { name: 'health', description: 'Probes for balancers, orchestrators and operators (outside the rate limit)' },
+          { name: 'metrics', description: 'Prometheus metrics for scrapers' },
+          { name: 'pages', description: 'The HTML pages that mail links open' },
+        ],
+        components: {
+          securitySchemes: {
+            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from login or refresh' },
+            metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, when the deployment sets one' },
+          },
+        },
+      },
+      // Shared schemas (app.addSchema, e.g. Problem) become components named by their $id,
+      // not def-0, def-1: the name is what generated clients call the type.
+      refResolver: {
+        buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${String(i)}`),
       },
     })
     await app.register(swaggerUi, {

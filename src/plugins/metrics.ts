@@ -8,6 +8,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { HttpProblem } from '../http/problem.ts'
+import { responses, text } from '../schemas/responses.ts'
 
 export interface PoolStats {
   totalCount: number
@@ -143,7 +144,17 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
       {
         // Scrapes are outside the per-IP rate limit.
         config: { rateLimit: false },
-        schema: { hide: true },
+        // Documented as this deployment serves it: with a token, only for its holder.
+        schema: {
+          tags: ['metrics'],
+          security: authorized === undefined ? [] : [{ metricsToken: [] }],
+          operationId: 'getMetrics',
+          summary: 'Prometheus metrics',
+          response: responses(
+            { 200: text('text/plain', 'The Prometheus text exposition format (version 0.0.4)') },
+            authorized === undefined ? {} : { errors: { 401: 'the metrics token is missing or wrong (`invalid_token`)' } },
+          ),
+        },
         onRequest: async (request) => {
           if (authorized !== undefined && !authorized(request.headers.authorization)) {
             throw new HttpProblem(401, 'invalid_token', 'a valid metrics token is required', {

@@ -45,3 +45,52 @@ t.test('malformed, mistyped, oversized and hostile input', async (t) => {
   const verify = await h.app.inject({ method: 'POST', url: '/api/auth/verify-email', payload: { token: 'x'.repeat(43) } })
   t.equal(verify.statusCode, 400)
 })
+
+// Fastify's default Ajv coerces (coerceTypes: 'array'): 12345 became "12345", true
+// "true", null "" and ["x"] "x", so a client's type bug reached the service as a
+// plausible string (a 401 for a numeric refresh token, a 204 logout, a signup from an
+// array). Every one is a 400 now, before any handler, token check or database call.
+t.test('numbers, booleans, arrays and null for string fields are 400, never coerced', async (t) => {
+  const h = await build(t)
+  const send = (method: 'POST' | 'DELETE', url: string, payload: object) =>
+    h.app.inject({ method, url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } })
+  const token = 'x'.repeat(43)
+  const cases: [string, 'POST' | 'DELETE', string, object][] = [
+    ['refresh: number', 'POST', '/api/auth/refresh', { refreshToken: 12345 }],
+    ['refresh: array of one string', 'POST', '/api/auth/refresh', { refreshToken: [token] }],
+    ['logout: number', 'POST', '/api/auth/logout', { refreshToken: 12345 }],
+    ['logout: boolean', 'POST', '/api/auth/logout', { refreshToken: true }],
+    ['logout: null', 'POST', '/api/auth/logout', { refreshToken: null }],
+    ['signup: email as an array of one address', 'POST', '/api/auth/signup', { email: ['arr@example.test'], password: 'long enough pw' }],
+    ['signup: password as a number', 'POST', '/api/auth/signup', { email: 'num@example.test', password: 123456789 }],
+    ['login: password as a boolean', 'POST', '/api/auth/login', { email: 'a@example.test', password: true }],
+    ['login: deviceToken as a number', 'POST', '/api/auth/login', { email: 'a@example.test', password: 'long enough pw', deviceToken: 42 }],
+    ['verify-email: token as an array', 'POST', '/api/auth/verify-email', { token: [token] }],
+    ['resend-verification: email as null', 'POST', '/api/auth/resend-verification', { email: null }],
+    ['forgot-password: email as a number', 'POST', '/api/auth/forgot-password', { email: 42 }],
+    ['reset-password: newPassword as a number', 'POST', '/api/auth/reset-password', { token, newPassword: 12345678 }],
+    // Validation comes before the Bearer check: no token needed to be told the body is wrong.
+    ['delete me: password as a number', 'DELETE', '/api/auth/me', { password: 12345678 }],
+    ['change-password: currentPassword as null', 'POST', '/api/auth/change-password', { currentPassword: null, newPassword: 'long enough pw' }],
+  ]
+  for (const [what, method, url, payload] of cases) {
+    const res = await send(method, url, payload)
+    t.equal(res.statusCode, 400, `${what}: 400`)
+    t.equal(json(res).code, 'validation_failed', `${what}: validation_failed`)
+    t.match(json(res).detail, /must be string/, `${what}: says which type`)
+  }
+
+  // Nothing of the above reached the database.
+  const admin = new pg.Client({ connectionString: h.db.adminUrl })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const { rows } = await admin.query<{ n: string }>('SELECT count(*) AS n FROM activity.users')
+  t.equal(rows[0]?.n, '0', 'no account was created')
+
+  // Path parameters are strings anyway and still validate without coercion.
+  const badId = await h.app.inject({ method: 'DELETE', url: '/api/auth/sessions/not-a-uuid' })
+  t.equal(badId.statusCode, 400, 'a malformed session id is a 400')
+  t.equal(json(badId).code, 'validation_failed')
+  const goodId = await h.app.inject({ method: 'DELETE', url: '/api/auth/sessions/6f1c2a4e-8b3d-4c5e-9f60-1a2b3c4d5e6f' })
+  t.equal(goodId.statusCode, 401, 'a well-formed id passes validation and reaches the Bearer check')
+})

@@ -1,5 +1,7 @@
 // build(t): the real app (same constructor options as the server) on this test
-// file's own database, with mail going to a real in-process SMTP server.
+// file's own database, with mail going to a real in-process SMTP server. Every
+// answer of h.app.inject() is checked against the app's own OpenAPI document
+// (helpers/contract.ts): an answer the document does not promise fails the test.
 import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -7,6 +9,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig, type Config } from '../../src/config.ts'
+import { checkInjectedResponses, Contract, type ContractCounts, type OpenApiDocument } from './contract.ts'
 import { createTestDatabase, type TestDatabase } from './db.ts'
 import { linksIn, readMail, smtpSink } from './smtp.ts'
 
@@ -19,6 +22,11 @@ export interface TestApp {
   /** Wait until the mail to `to` whose subject matches arrives; returns the token of its link. */
   tokenFor: (to: string, subject: RegExp) => Promise<string>
   dataDir: string
+  /**
+   * Answers checked against the OpenAPI document so far; undefined when the app
+   * serves no document (SWAGGER_ENABLED=false, production defaults).
+   */
+  contract: ContractCounts | undefined
 }
 
 export async function build(t: Test, env: Record<string, string> = {}, db?: TestDatabase): Promise<TestApp> {
@@ -43,6 +51,12 @@ export async function build(t: Test, env: Record<string, string> = {}, db?: Test
   const app = await buildApp(config, { databaseUrl: database.url })
   t.teardown(() => app.close())
   await app.ready()
+  // swagger is on outside production unless a test turns it off (it is what production.test.ts checks).
+  const contract = app.hasDecorator('swagger')
+    ? checkInjectedResponses(app, new Contract(app.swagger() as OpenApiDocument), (message) => t.fail(message))
+    : undefined
+  // How much of the suite the contract covers: `npx tap -R tap` shows these lines.
+  if (contract !== undefined) t.teardown(() => t.comment(`OpenAPI contract: ${contract.validated} answers validated, ${contract.skipped} not operations`))
 
   const mail = () =>
     smtp.delivered.map((d) => {
@@ -62,7 +76,7 @@ export async function build(t: Test, env: Record<string, string> = {}, db?: Test
       await new Promise((r) => setTimeout(r, 25))
     }
   }
-  return { app, config, db: database, mail, tokenFor, dataDir }
+  return { app, config, db: database, mail, tokenFor, dataDir, contract }
 }
 
 export function json<T = Record<string, unknown>>(res: LightMyRequestResponse): T {

@@ -4,8 +4,8 @@ import { Type } from '@sinclair/typebox'
 import type {} from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthService, Ctx } from '../../auth/service.ts'
-import { ProblemSchema } from '../../http/problem.ts'
 import { Accepted, closed, Email, OpaqueToken, Password, Uuid } from '../../schemas/common.ts'
+import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
 
 export interface AuthRoutesOptions {
   service: AuthService
@@ -42,9 +42,24 @@ const SessionSchema = closed({
   current: Type.Boolean(),
 })
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ProblemSchema]))
 const tags = ['auth']
-const bearer = [{ bearerAuth: [] }]
+/** Operations with a Bearer access token, and those without any credential. */
+const bearer = { tags, security: [{ bearerAuth: [] }] }
+const open = { tags, security: [] }
+
+// Every /api/auth operation is under the per-IP limit and reaches the database; a
+// POST or DELETE has its body parsed whether or not it declares one.
+const api: Exposure = { rateLimited: true, database: true }
+const withBody: Exposure = { ...api, body: true }
+const withToken: Exposure = { ...api, bearer: true }
+
+// The codes routes answer beyond what the plugins do (DESIGN.md, docs/security.md).
+const PASSWORD_POLICY = 'the password breaks the policy (`password_too_short`, `password_too_long`, `password_too_common`, `password_breached`)'
+const LINK = 'the link is invalid, expired or already used (`invalid_token`, `token_expired`, `token_used`)'
+const BREACH_CHECK = 'the breached-password check is unavailable (`breach_check_unavailable`, when PASSWORD_BREACH_FAIL_OPEN=false)'
+const WRONG_PASSWORD = 'the password is wrong (`invalid_credentials`; counts as a failed login)'
+const LOCKED = 'too many failed logins (`too_many_attempts`); wait Retry-After seconds'
+const ACCEPTED_WHY = 'Accepted; the same answer whether or not the address has an account'
 
 export function requestContext(request: FastifyRequest): Ctx {
   const ua = request.headers['user-agent']
@@ -74,7 +89,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     '/signup',
     {
       config: limited,
-      schema: { tags, body: closed({ email: Email, password: Password }), response: { 202: Accepted, ...problems(400, 413, 415, 429) } },
+      schema: {
+        ...open,
+        operationId: 'signup',
+        summary: 'Create an account and mail a verification link',
+        body: closed({ email: Email, password: Password }),
+        response: responses(
+          { 202: json(ACCEPTED_WHY, Accepted) },
+          { ...withBody, errors: { 400: `${PASSWORD_POLICY} or the address is not valid (\`invalid_email\`)`, 503: BREACH_CHECK } },
+        ),
+      },
     },
     async (request, reply) => {
       const { email, password } = request.body as { email: string; password: string }
@@ -85,7 +109,15 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.post(
     '/verify-email',
-    { schema: { tags, body: closed({ token: OpaqueToken }), response: { 200: closed({ verified: Type.Literal(true) }), ...problems(400) } } },
+    {
+      schema: {
+        ...open,
+        operationId: 'verifyEmail',
+        summary: 'Confirm an email address with the token of the mailed link',
+        body: closed({ token: OpaqueToken }),
+        response: responses({ 200: json('The address is verified', closed({ verified: Type.Literal(true) })) }, { ...withBody, errors: { 400: LINK } }),
+      },
+    },
     async (request) => {
       await service.verifyEmail((request.body as { token: string }).token, requestContext(request))
       return { verified: true as const }
@@ -94,7 +126,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.post(
     '/resend-verification',
-    { config: limited, schema: { tags, body: closed({ email: Email }), response: { 202: Accepted, ...problems(400, 429) } } },
+    {
+      config: limited,
+      schema: {
+        ...open,
+        operationId: 'resendVerification',
+        summary: 'Mail a new verification link',
+        body: closed({ email: Email }),
+        response: responses({ 202: json(ACCEPTED_WHY, Accepted) }, withBody),
+      },
+    },
     async (request, reply) => {
       await service.resendVerification((request.body as { email: string }).email, requestContext(request))
       return reply.code(202).send(ACCEPTED)
@@ -107,9 +148,21 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       config: limited,
       onRequest: noStore,
       schema: {
-        tags,
+        ...open,
+        operationId: 'login',
+        summary: 'Log in with email and password: a token pair and a device token',
         body: closed({ email: Email, password: Password, deviceToken: Type.Optional(OpaqueToken) }),
-        response: { 200: LoginSchema, ...problems(400, 401, 403, 429) },
+        response: responses(
+          { 200: json('A new session: the token pair and the device token to send at the next login', LoginSchema) },
+          {
+            ...withBody,
+            errors: {
+              401: 'the email or password is wrong (`invalid_credentials`)',
+              403: 'the address is not verified yet (`email_not_verified`, when REQUIRE_EMAIL_VERIFICATION is on)',
+              429: LOCKED,
+            },
+          },
+        ),
       },
     },
     async (request) => {
@@ -120,13 +173,33 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.post(
     '/refresh',
-    { onRequest: noStore, schema: { tags, body: closed({ refreshToken: OpaqueToken }), response: { 200: TokenPairSchema, ...problems(400, 401) } } },
+    {
+      onRequest: noStore,
+      schema: {
+        ...open,
+        operationId: 'refresh',
+        summary: 'Exchange a refresh token for a new pair (the old one is spent)',
+        body: closed({ refreshToken: OpaqueToken }),
+        response: responses(
+          { 200: json('A new token pair', TokenPairSchema) },
+          { ...withBody, errors: { 401: 'the refresh token is invalid, expired or revoked (`invalid_refresh_token`); a reused one ends its session' } },
+        ),
+      },
+    },
     async (request) => service.refresh((request.body as { refreshToken: string }).refreshToken, requestContext(request)),
   )
 
   app.post(
     '/logout',
-    { schema: { tags, body: closed({ refreshToken: OpaqueToken }), response: { 204: Type.Null(), ...problems(400) } } },
+    {
+      schema: {
+        ...open,
+        operationId: 'logout',
+        summary: 'End the session of a refresh token',
+        body: closed({ refreshToken: OpaqueToken }),
+        response: responses({ 204: noContent('The session has ended (also when it had already)') }, withBody),
+      },
+    },
     async (request, reply) => {
       await service.logout((request.body as { refreshToken: string }).refreshToken, requestContext(request))
       return reply.code(204).send()
@@ -135,7 +208,15 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.post(
     '/logout-all',
-    { preHandler: app.authenticate, schema: { tags, security: bearer, response: { 204: Type.Null(), ...problems(401) } } },
+    {
+      preHandler: app.authenticate,
+      schema: {
+        ...bearer,
+        operationId: 'logoutAll',
+        summary: 'End every session of the account',
+        response: responses({ 204: noContent('Every session has ended') }, { ...withToken, body: true }),
+      },
+    },
     async (request, reply) => {
       await service.logoutAll(authOf(request).userId, requestContext(request))
       return reply.code(204).send()
@@ -144,7 +225,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.get(
     '/me',
-    { onRequest: noStore, preHandler: app.authenticate, schema: { tags, security: bearer, response: { 200: MeSchema, ...problems(401) } } },
+    {
+      onRequest: noStore,
+      preHandler: app.authenticate,
+      schema: {
+        ...bearer,
+        operationId: 'getMe',
+        summary: 'The signed-in account',
+        response: responses({ 200: json('The account', MeSchema) }, withToken),
+      },
+    },
     async (request) => {
       const user = await service.me(authOf(request).userId)
       return {
@@ -163,7 +253,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       // A re-authentication is a password guess: the credential limit and the lockout apply.
       config: limited,
       preHandler: app.authenticate,
-      schema: { tags, security: bearer, body: closed({ password: Password }), response: { 204: Type.Null(), ...problems(400, 401, 429) } },
+      schema: {
+        ...bearer,
+        operationId: 'deleteMe',
+        summary: 'Deactivate the account (the password again)',
+        body: closed({ password: Password }),
+        response: responses(
+          { 204: noContent('The account is deactivated and its sessions ended') },
+          { ...withToken, body: true, errors: { 401: WRONG_PASSWORD, 429: LOCKED } },
+        ),
+      },
     },
     async (request, reply) => {
       await service.deleteAccount(authOf(request).userId, (request.body as { password: string }).password, requestContext(request))
@@ -177,10 +276,14 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       config: limited,
       preHandler: app.authenticate,
       schema: {
-        tags,
-        security: bearer,
+        ...bearer,
+        operationId: 'changePassword',
+        summary: 'Change the password (ends the other sessions)',
         body: closed({ currentPassword: Password, newPassword: Password }),
-        response: { 204: Type.Null(), ...problems(400, 401, 429) },
+        response: responses(
+          { 204: noContent('The password is changed; the other sessions have ended') },
+          { ...withToken, body: true, errors: { 400: PASSWORD_POLICY, 401: WRONG_PASSWORD, 429: LOCKED, 503: BREACH_CHECK } },
+        ),
       },
     },
     async (request, reply) => {
@@ -193,7 +296,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
 
   app.post(
     '/forgot-password',
-    { config: limited, schema: { tags, body: closed({ email: Email }), response: { 202: Accepted, ...problems(400, 429) } } },
+    {
+      config: limited,
+      schema: {
+        ...open,
+        operationId: 'forgotPassword',
+        summary: 'Mail a password reset link',
+        body: closed({ email: Email }),
+        response: responses({ 202: json(ACCEPTED_WHY, Accepted) }, withBody),
+      },
+    },
     async (request, reply) => {
       await service.forgotPassword((request.body as { email: string }).email, requestContext(request))
       return reply.code(202).send(ACCEPTED)
@@ -204,7 +316,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     '/reset-password',
     {
       config: limited,
-      schema: { tags, body: closed({ token: OpaqueToken, newPassword: Password }), response: { 204: Type.Null(), ...problems(400, 429) } },
+      schema: {
+        ...open,
+        operationId: 'resetPassword',
+        summary: 'Set a new password with the token of the mailed link (ends every session)',
+        body: closed({ token: OpaqueToken, newPassword: Password }),
+        response: responses(
+          { 204: noContent('The password is set; every session has ended') },
+          { ...withBody, errors: { 400: `${LINK}, or ${PASSWORD_POLICY}`, 503: BREACH_CHECK } },
+        ),
+      },
     },
     async (request, reply) => {
       const { token, newPassword } = request.body as { token: string; newPassword: string }
@@ -218,7 +339,12 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     {
       onRequest: noStore,
       preHandler: app.authenticate,
-      schema: { tags, security: bearer, response: { 200: Type.Array(SessionSchema), ...problems(401) } },
+      schema: {
+        ...bearer,
+        operationId: 'listSessions',
+        summary: 'The live sessions of the account',
+        response: responses({ 200: json('The live sessions, the current one marked', Type.Array(SessionSchema)) }, withToken),
+      },
     },
     async (request) => {
       const { userId, sessionId } = authOf(request)
@@ -239,7 +365,16 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     '/sessions/:id',
     {
       preHandler: app.authenticate,
-      schema: { tags, security: bearer, params: closed({ id: Uuid }), response: { 204: Type.Null(), ...problems(400, 401, 404) } },
+      schema: {
+        ...bearer,
+        operationId: 'endSession',
+        summary: 'End one session of the account',
+        params: closed({ id: Uuid }),
+        response: responses(
+          { 204: noContent('The session has ended') },
+          { ...withToken, body: true, params: true, errors: { 404: 'no such live session of this account (`session_not_found`)' } },
+        ),
+      },
     },
     async (request, reply) => {
       await service.endSession(authOf(request).userId, (request.params as { id: string }).id, requestContext(request))

@@ -6,6 +6,7 @@ import { Type } from '@sinclair/typebox'
 import { compareMigrations, migrationNames } from '../../db/migrate.ts'
 import { poolStats } from '../../db/pool.ts'
 import { schemaMigrations } from '../../db/procedures.ts'
+import { json, responses } from '../../schemas/responses.ts'
 
 const Live = Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false })
 const Ready = Type.Object(
@@ -50,7 +51,12 @@ const Summary = Type.Object(
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   // The code's migrations do not change while the process runs: read them once.
   const inCode = await migrationNames()
-  const tags = ['health']
+  // Probes need no credential.
+  const open = { tags: ['health'], security: [] }
+  // A probe's 503 is its report (application/json, the same schema as its 200), not a
+  // problem: balancers read the status, operators the body. Only a bug answers a problem.
+  const report = <T extends Parameters<typeof json>[1]>(schema: T, ok: string, failing: string) =>
+    responses({ 200: json(ok, schema), 503: json(failing, schema) }, {})
   // Probes (a balancer checks every second) are outside the per-IP rate limit.
   const config = { rateLimit: false as const }
 
@@ -67,9 +73,27 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     }
   }
 
-  app.get('/api/health/live', { config, schema: { tags, response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
+  app.get(
+    '/api/health/live',
+    {
+      config,
+      schema: {
+        ...open,
+        operationId: 'getLiveness',
+        summary: 'Liveness: the process answers',
+        response: responses({ 200: json('The process answers', Live) }, {}),
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  )
 
-  app.get('/api/health/ready', { config, schema: { tags, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
+  const readiness = {
+    ...open,
+    operationId: 'getReadiness',
+    summary: 'Readiness: the database answers and every migration is applied',
+    response: report(Ready, 'Ready to serve', 'Not ready: the database is down or migrations are pending'),
+  }
+  app.get('/api/health/ready', { config, schema: readiness }, async (_request, reply) => {
     const p = await probe()
     const ready = p.up && p.pending.length === 0
     return reply
@@ -77,7 +101,13 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       .send({ status: ready ? 'ready' : 'not_ready', database: p.up ? 'up' : 'down', pendingMigrations: p.pending })
   })
 
-  app.get('/api/health', { config, schema: { tags, response: { 200: Summary, 503: Summary } } }, async (_request, reply) => {
+  const summary = {
+    ...open,
+    operationId: 'getHealth',
+    summary: 'Summary: uptime, database, migrations and the rate-limit store',
+    response: report(Summary, 'Healthy', 'Degraded: the database is down or migrations are pending'),
+  }
+  app.get('/api/health', { config, schema: summary }, async (_request, reply) => {
     const p = await probe()
     const ok = p.up && p.pending.length === 0
     return reply.code(ok ? 200 : 503).send({
@@ -89,7 +119,13 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     })
   })
 
-  app.get('/api/health/database', { config, schema: { tags, response: { 200: Database, 503: Database } } }, async (_request, reply) => {
+  const database = {
+    ...open,
+    operationId: 'getDatabaseHealth',
+    summary: 'The database: latency, migrations and the connection pool',
+    response: report(Database, 'The database answers', 'The database does not answer'),
+  }
+  app.get('/api/health/database', { config, schema: database }, async (_request, reply) => {
     const p = await probe()
     return reply.code(p.up ? 200 : 503).send({
       status: p.up ? 'up' : 'down',

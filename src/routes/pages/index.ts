@@ -1,53 +1,138 @@
-// The tiny pages the mail links open. Opening one changes nothing: the token is
-// only spent when the person presses the button, so mail scanners that prefetch
-// links cannot burn it. The script is a same-origin file (CSP 'self', no inline).
-import type { FastifyInstance } from 'fastify'
+// The tiny pages the mail links open (GET /verify-email, GET /reset-password) and
+// the form posts behind their buttons (POST /verify-email, POST /reset-password).
+// - Opening a page never spends its token (mail scanners prefetch links): GET and
+//   HEAD read nothing from the database. Only the button's POST does the work.
+// - Plain HTML forms, handled here server-side: the pages work with JavaScript off,
+//   and a password only ever travels in a POST body, never in a URL.
+// - A repeated press of a completed action (double-click, reload, back and press
+//   again) answers success: AuthService.verifyEmailFromLink / resetPasswordFromLink.
+// - Form bodies are parsed in this plugin's own scope only (@fastify/formbody is
+//   registered here, not app-wide), so /api/* still answers 415 to a form body.
+// - Their own CSP (csp.ts) replaces helmet's on these routes.
+import formbody from '@fastify/formbody'
+import type {} from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.ts'
+import { isWellFormedToken } from '../../auth/refresh-tokens.ts'
+import { HttpProblem, unsupportedMediaType } from '../../http/problem.ts'
+import { replyWithError } from '../../plugins/errors.ts'
+import { requestContext } from '../auth/index.ts'
+import { SCRIPT, STYLES } from './assets.ts'
+import { pagesContentSecurityPolicy, pagesDroppedHeaders } from './csp.ts'
+import { isLinkProblem, linkNotice, passwordMessage, type LinkKind } from './messages.ts'
+import { resetFormSchema, resetPageSchema, scriptSchema, stylesSchema, verifyFormSchema, verifyPageSchema } from './schemas.ts'
+import { errorPage, resetFormPage, SCRIPT_PATH, STYLES_PATH, successPage, verifyFormPage, type PageContext } from './templates.ts'
 
-const page = (title: string, body: string) => `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${title}</title><script src="/assets/auth-pages.js" defer></script>
-<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
-input,button{font:inherit;padding:.5rem;margin:.25rem 0;width:100%}</style></head>
-<body><h1>${title}</h1>${body}<p id="result" role="status"></p></body></html>`
+export interface PageRoutesOptions {
+  /** APP_NAME: the product name the pages show. */
+  appName: string
+  /** APP_URL: the base of the mail links; https here turns on upgrade-insecure-requests. */
+  appUrl: string
+  /** LOGIN_URL: where "back to the app" goes; APP_URL when unset. */
+  loginUrl?: string | undefined
+  /** PASSWORD_MIN_LENGTH and whether breached passwords are refused: the rules shown before typing. */
+  password: { minLength: number; breachCheck: boolean }
+  /** The API's credential limit (per IP), applied to the form posts as to POST /api/auth/reset-password. */
+  credentialRateLimit: { max: number; timeWindow: number } | false
+}
 
-const VERIFY = page(
-  'Confirm your email address',
-  `<form id="verify-form"><button type="submit">Confirm my address</button></form>`,
-)
+const HTML = 'text/html; charset=utf-8'
 
-const RESET = page(
-  'Choose a new password',
-  `<form id="reset-form"><label>New password <input type="password" name="newPassword" minlength="8" maxlength="128" autocomplete="new-password" required></label>
-<button type="submit">Set password</button></form>`,
-)
+/** The token of a query or form, when it has the shape of one; anything else is an incomplete link. */
+function tokenIn(fields: unknown): string | undefined {
+  const token = (fields as Record<string, unknown> | null | undefined)?.token
+  return typeof token === 'string' && isWellFormedToken(token) ? token : undefined
+}
 
-const SCRIPT = `'use strict';
-(function () {
-  var token = new URLSearchParams(location.search).get('token') || '';
-  var result = document.getElementById('result');
-  function send(path, body) {
-    return fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      .then(function (res) {
-        if (res.ok) { result.textContent = 'Done. You can close this page and log in.'; return; }
-        return res.json().then(function (p) { result.textContent = p.detail || 'Something went wrong.'; });
-      })
-      .catch(function () { result.textContent = 'Network error, try again.'; });
+function page(reply: FastifyReply, status: number, body: string): FastifyReply {
+  // no-store: the page holds a token (in its form) or the outcome of one.
+  return reply.code(status).type(HTML).header('cache-control', 'no-store').send(body)
+}
+
+export default async function pageRoutes(app: FastifyInstance, opts: PageRoutesOptions): Promise<void> {
+  const ctx: PageContext = {
+    appName: opts.appName,
+    backUrl: opts.loginUrl ?? opts.appUrl,
+    rules: { minLength: opts.password.minLength, maxLength: PASSWORD_MAX_LENGTH, breachCheck: opts.password.breachCheck },
   }
-  var verify = document.getElementById('verify-form');
-  if (verify) verify.addEventListener('submit', function (e) { e.preventDefault(); send('/api/auth/verify-email', { token: token }); });
-  var reset = document.getElementById('reset-form');
-  if (reset) reset.addEventListener('submit', function (e) {
-    e.preventDefault();
-    send('/api/auth/reset-password', { token: token, newPassword: reset.elements.newPassword.value });
-  });
-})();
-`
+  const csp = pagesContentSecurityPolicy(opts.appUrl)
+  const limited: { rateLimit?: { max: number; timeWindow: number } } =
+    opts.credentialRateLimit === false ? {} : { rateLimit: opts.credentialRateLimit }
 
-export default async function pageRoutes(app: FastifyInstance): Promise<void> {
-  const html = { schema: { hide: true } }
-  app.get('/verify-email', html, async (_request, reply) => reply.type('text/html; charset=utf-8').send(VERIFY))
-  app.get('/reset-password', html, async (_request, reply) => reply.type('text/html; charset=utf-8').send(RESET))
-  app.get('/assets/auth-pages.js', html, async (_request, reply) =>
+  // These routes take HTML forms only; JSON belongs to /api/auth.
+  app.removeContentTypeParser('application/json')
+  await app.register(formbody)
+
+  const dropped = pagesDroppedHeaders(opts.appUrl)
+  // Helmet set its headers in onRequest; this replaces its CSP on every answer of this scope.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    void reply.header('content-security-policy', csp)
+    for (const name of dropped) reply.removeHeader(name)
+    return payload
+  })
+
+  // The app's problem answers, with a 415 that names the type these routes take
+  // (the app-wide one asks for JSON).
+  app.setErrorHandler((error, request, reply) => {
+    const code = (error as { code?: unknown }).code
+    replyWithError(
+      code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? unsupportedMediaType('send the form as application/x-www-form-urlencoded') : error,
+      request,
+      reply,
+    )
+  })
+
+  /** A refused link or password as a page; anything else (database down, a bug) goes on to the error handler. */
+  const refused = (reply: FastifyReply, kind: LinkKind, token: string, err: unknown): FastifyReply => {
+    if (!(err instanceof HttpProblem)) throw err
+    if (isLinkProblem(err.code)) return page(reply, err.status, errorPage(ctx, linkNotice(kind, err.code)))
+    const message = kind === 'reset' ? passwordMessage(err.code, ctx.rules) : undefined
+    if (message === undefined) throw err
+    return page(reply, err.status, resetFormPage(ctx, token, message))
+  }
+
+  const incomplete = (reply: FastifyReply, kind: LinkKind) => page(reply, 400, errorPage(ctx, linkNotice(kind, 'incomplete')))
+
+  app.get('/verify-email', { schema: verifyPageSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.query)
+    return token === undefined ? incomplete(reply, 'verify') : page(reply, 200, verifyFormPage(ctx, token))
+  })
+
+  app.get('/reset-password', { schema: resetPageSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.query)
+    return token === undefined ? incomplete(reply, 'reset') : page(reply, 200, resetFormPage(ctx, token))
+  })
+
+  app.post('/verify-email', { config: limited, schema: verifyFormSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.body)
+    if (token === undefined) return incomplete(reply, 'verify')
+    try {
+      await app.auth.verifyEmailFromLink(token, requestContext(request))
+    } catch (err) {
+      return refused(reply, 'verify', token, err)
+    }
+    return page(reply, 200, successPage(ctx, 'verify'))
+  })
+
+  app.post('/reset-password', { config: limited, schema: resetFormSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.body)
+    if (token === undefined) return incomplete(reply, 'reset')
+    const newPassword = (request.body as Record<string, unknown>).newPassword
+    if (typeof newPassword !== 'string' || newPassword === '') {
+      return page(reply, 400, resetFormPage(ctx, token, passwordMessage('password_missing', ctx.rules)))
+    }
+    try {
+      await app.auth.resetPasswordFromLink(token, newPassword, requestContext(request))
+    } catch (err) {
+      return refused(reply, 'reset', token, err)
+    }
+    return page(reply, 200, successPage(ctx, 'reset'))
+  })
+
+  app.get(SCRIPT_PATH, { schema: scriptSchema }, async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').header('cache-control', 'public, max-age=3600').send(SCRIPT),
+  )
+  app.get(STYLES_PATH, { schema: stylesSchema }, async (_request, reply) =>
+    reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLES),
   )
 }

@@ -3,6 +3,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { SigningKeys } from '../../auth/keys.ts'
+import { json, responses } from '../../schemas/responses.ts'
 
 const Jwk = Type.Object(
   {
@@ -28,7 +29,17 @@ export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKn
     '/.well-known/jwks.json',
     {
       config: { rateLimit: opts.rateLimit ?? false },
-      schema: { tags: ['keys'], response: { 200: Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false }) } },
+      schema: {
+        tags: ['keys'],
+        security: [],
+        operationId: 'getJwks',
+        summary: 'The public keys (JWKS) that verify access tokens, current and previous',
+        response: responses(
+          { 200: json('The JSON Web Key Set; pick the key by the token header kid', Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false })) },
+          // Its own per-IP limit when rate limiting is on; no database.
+          { rateLimited: true },
+        ),
+      },
     },
     async (_request, reply) => {
       void reply.header('cache-control', 'public, max-age=300')
