@@ -3,7 +3,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { loadSigningKeys } from './auth/keys.ts'
-import { createMailer, type Mailer } from './auth/mailer.ts'
+import { createMailer } from './auth/mailer.ts'
 import { createPasswordPolicy } from './auth/password-policy.ts'
 import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
@@ -34,8 +34,6 @@ export interface AppOptions {
   databaseUrl: string
   /** Where logs go (tests capture them); stdout by default. */
   logStream?: DestinationStream
-  /** Replace the mail transport (tests use a real in-process SMTP server via SMTP_URL instead). */
-  mailer?: Mailer
 }
 
 /**
@@ -44,7 +42,7 @@ export interface AppOptions {
  * it always meant — the nearest N hops, whatever their address — which is safe only
  * when nothing but the proxy can reach this port (README: Behind a proxy).
  */
-export function trustProxyOption(trust: TrustProxy): FastifyServerOptions['trustProxy'] {
+function trustProxyOption(trust: TrustProxy): FastifyServerOptions['trustProxy'] {
   if (typeof trust !== 'number') return trust
   return (_address: string, hop: number) => hop < trust
 }
@@ -105,15 +103,13 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     dataDir: config.dataDir,
     production: config.NODE_ENV === 'production',
   })
-  const mailer =
-    options.mailer ??
-    createMailer({
-      ...(config.SMTP_URL === undefined ? {} : { smtpUrl: config.SMTP_URL }),
-      from: config.MAIL_FROM,
-      appUrl: config.APP_URL,
-      production: config.NODE_ENV === 'production',
-      logger: app.log,
-    })
+  const mailer = createMailer({
+    ...(config.SMTP_URL === undefined ? {} : { smtpUrl: config.SMTP_URL }),
+    from: config.MAIL_FROM,
+    appUrl: config.APP_URL,
+    production: config.NODE_ENV === 'production',
+    logger: app.log,
+  })
   const service = new AuthService({
     db: app.db,
     hasher: createPasswordHasher({

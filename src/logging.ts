@@ -8,7 +8,7 @@ import type { DestinationStream } from 'pino'
 const SECRET_KEYS = ['password', 'currentPassword', 'newPassword', 'token', 'refreshToken', 'accessToken']
 
 /** pino redact paths: headers that carry credentials, and secret keys up to two levels deep. */
-export const REDACT_PATHS: readonly string[] = [
+const REDACT_PATHS: readonly string[] = [
   'req.headers.authorization',
   'req.headers.cookie',
   'res.headers["set-cookie"]',
@@ -20,13 +20,13 @@ export const REDACT_PATHS: readonly string[] = [
 /** One-time tokens travel in mail links (`/verify-email?token=`): keep them out of logged URLs. */
 const SECRET_QUERY = new RegExp(`([?&](?:${SECRET_KEYS.join('|')})=)[^&#]*`, 'gi')
 
-export function redactUrl(url: string): string {
+function redactUrl(url: string): string {
   return url.replace(SECRET_QUERY, '$1[redacted]')
 }
 
 type LoggedRequest = Pick<IncomingMessage, 'method' | 'url'> & { routeOptions?: { url?: string } }
 
-export function loggerOptions(level: string, stream?: DestinationStream): FastifyServerOptions['logger'] {
+function loggerOptions(level: string, stream?: DestinationStream): FastifyServerOptions['logger'] {
   return {
     level,
     redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
@@ -50,7 +50,7 @@ const CALLER_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
  * bodies, where a caller-chosen id could collide with another request's on purpose
  * or point an investigation at the wrong rows.
  */
-export function genReqId(): string {
+function genReqId(): string {
   return randomUUID()
 }
 
@@ -72,7 +72,7 @@ export function responseRequestId(request: Pick<FastifyRequest, 'id' | 'headers'
  * requestIdHeader is false on purpose: with a header name set, Fastify takes
  * the header verbatim as request.id and never calls genReqId.
  */
-export function requestIdOptions(): Pick<FastifyServerOptions, 'requestIdHeader' | 'genReqId'> {
+function requestIdOptions(): Pick<FastifyServerOptions, 'requestIdHeader' | 'genReqId'> {
   return { requestIdHeader: false, genReqId }
 }
 

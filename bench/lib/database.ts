@@ -8,10 +8,11 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { bootstrap, withClient, withDatabase } from '../../src/db/bootstrap.ts'
+import { bootstrap } from '../../src/db/bootstrap.ts'
+import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { startEmbedded, type EmbeddedCluster } from '../../src/db/embedded.ts'
 import { migrate } from '../../src/db/migrate.ts'
-import { freePort } from '../../test/helpers/net.ts'
+import { freePort } from './net.ts'
 
 export interface RolePasswords {
   authApi: string

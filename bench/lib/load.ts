@@ -3,6 +3,8 @@
 // a noisy machine hits both alike, and medians of the repeats.
 import autocannon from 'autocannon'
 
+export const JSON_HEADERS = { 'content-type': 'application/json' }
+
 export interface Sample {
   /** Successful operations per second. */
   rps: number

@@ -1,30 +1,22 @@
 // The HTTP ceiling: a bare Fastify with the service's constructor options
 // (logger, request ids, error options: src/app.ts serverOptions) and nothing
 // else — no plugins, no hooks, no database — answering the same JSON as
-// GET /api/health/live and GET /api/auth/me, with the same response schemas.
+// GET /api/health/live and GET /api/auth/me, with the same response schemas
+// (the service's own Me schema).
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { serverOptions } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
+import { MeSchema } from '../../src/routes/auth/index.ts'
 
 const config = loadConfig()
 const app = Fastify(serverOptions(config))
 const me = JSON.parse(process.env.BENCH_ME_BODY ?? '{}') as Record<string, unknown>
 
 const Live = Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false })
-const Me = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    email: Type.String(),
-    isVerified: Type.Boolean(),
-    createdAt: Type.String({ format: 'date-time' }),
-    lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  },
-  { additionalProperties: false },
-)
 
 app.get('/api/health/live', { schema: { response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
-app.get('/api/auth/me', { schema: { response: { 200: Me } } }, async () => me)
+app.get('/api/auth/me', { schema: { response: { 200: MeSchema } } }, async () => me)
 
 process.on('SIGTERM', () => {
   void app.close().finally(() => process.exit(0))

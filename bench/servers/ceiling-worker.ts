@@ -6,7 +6,8 @@
 //                                            wrapper and a pool configured like the service's
 // Each answers { ok, value: Sample }.
 import { createPasswordHasher } from '../../src/auth/passwords.ts'
-import { deriveRefreshSuccessor, hashToken, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
+import { deriveRefreshSuccessor, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
+import { hashToken } from '../../src/auth/tokens.ts'
 import { loadConfig } from '../../src/config.ts'
 import { createPool } from '../../src/db/pool.ts'
 import { rotateRefreshToken, saveRefreshToken } from '../../src/db/procedures.ts'

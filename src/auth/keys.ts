@@ -26,14 +26,11 @@ export interface SigningKeys {
   kid: string
   alg: JwtAlgorithm
   privateKeyPem: string
-  publicKeyPem: string
   /** Current key first, then the previous ones. */
   jwks: { keys: JsonWebKey[] }
   /** Public key PEM and algorithm for a kid we issued, current or previous. */
   publicKeyFor(kid: string): PublicKeyEntry | undefined
   algorithms: JwtAlgorithm[]
-  /** True when the key was generated (development). */
-  generated: boolean
 }
 
 function algorithmOf(key: KeyObject): JwtAlgorithm {
@@ -43,7 +40,7 @@ function algorithmOf(key: KeyObject): JwtAlgorithm {
 }
 
 /** RFC 7638 thumbprint: SHA-256 over the required members in lexical order. */
-export function thumbprint(jwk: JsonWebKey): string {
+function thumbprint(jwk: JsonWebKey): string {
   const members =
     jwk.kty === 'OKP'
       ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x }
@@ -63,11 +60,11 @@ function splitPems(text: string | undefined): string[] {
   return text?.match(/-----BEGIN [A-Z ]+-----[\s\S]+?-----END [A-Z ]+-----/g) ?? []
 }
 
-async function developmentKey(dataDir: string): Promise<{ pem: string; generated: boolean }> {
+async function developmentKey(dataDir: string): Promise<string> {
   const dir = path.join(dataDir, 'jwt')
   const file = path.join(dir, 'signing-key.pem')
   try {
-    return { pem: await readFile(file, 'utf8'), generated: true }
+    return await readFile(file, 'utf8')
   } catch {
     await mkdir(dir, { recursive: true, mode: 0o700 })
     await chmod(dir, 0o700)
@@ -76,24 +73,24 @@ async function developmentKey(dataDir: string): Promise<{ pem: string; generated
     // 'wx': two instances starting at once must not overwrite each other's key.
     try {
       await writeFile(file, pem, { mode: 0o600, flag: 'wx' })
-      return { pem, generated: true }
+      return pem
     } catch {
-      return { pem: await readFile(file, 'utf8'), generated: true }
+      return await readFile(file, 'utf8')
     }
   }
 }
 
 export async function loadSigningKeys(opts: KeyOptions): Promise<SigningKeys> {
-  let source: { pem: string; generated: boolean }
+  let privatePem: string
   if (opts.privateKeyPem !== undefined && opts.privateKeyPem.trim() !== '') {
     // Environments often carry PEMs with literal "\n".
-    source = { pem: opts.privateKeyPem.replace(/\\n/g, '\n'), generated: false }
+    privatePem = opts.privateKeyPem.replace(/\\n/g, '\n')
   } else if (opts.production) {
     throw new Error('JWT_PRIVATE_KEY is required in production')
   } else {
-    source = await developmentKey(opts.dataDir)
+    privatePem = await developmentKey(opts.dataDir)
   }
-  const privateKey = createPrivateKey(source.pem)
+  const privateKey = createPrivateKey(privatePem)
   const current = publicEntry(createPublicKey(privateKey))
   const previous = splitPems(opts.previousPublicKeysPem?.replace(/\\n/g, '\n'))
     .map((pem) => publicEntry(createPublicKey(pem)))
@@ -104,10 +101,8 @@ export async function loadSigningKeys(opts: KeyOptions): Promise<SigningKeys> {
     kid: current.kid,
     alg: current.alg,
     privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-    publicKeyPem: current.pem,
     jwks: { keys: all.map((entry) => entry.jwk) },
     publicKeyFor: (kid) => byKid.get(kid),
     algorithms: [...new Set(all.map((entry) => entry.alg))],
-    generated: source.generated,
   }
 }

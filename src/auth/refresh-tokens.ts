@@ -1,34 +1,15 @@
-// Opaque token material. Refresh and one-time email tokens are 256 random bits,
-// sent to the client base64url-encoded and stored only as their SHA-256: a
-// database leak gives nothing that can be presented back.
+// Refresh tokens: random like an email token (tokens.ts), plus a jti.
 // A rotated refresh token's successor is not random but derived from the token
 // presented, under a server-side secret (REFRESH_TOKEN_PEPPER): a retry or a
 // parallel presentation inside the grace window re-derives the same successor,
 // so rotation never forks a session.
-import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto'
+import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-
-const TOKEN_BYTES = 32
-/** 32 bytes in base64url without padding. */
-const WELL_FORMED = /^[A-Za-z0-9_-]{43}$/
-
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex')
-}
-
-export function newEmailToken(): { token: string; hash: string } {
-  const token = randomBytes(TOKEN_BYTES).toString('base64url')
-  return { token, hash: hashToken(token) }
-}
+import { hashToken, newEmailToken } from './tokens.ts'
 
 export function newRefreshToken(): { token: string; hash: string; jti: string } {
   return { ...newEmailToken(), jti: randomUUID() }
-}
-
-/** Garbage never reaches the database: a malformed token is simply invalid. */
-export function isWellFormedToken(token: string): boolean {
-  return WELL_FORMED.test(token)
 }
 
 /** Fewer characters than this are refused for REFRESH_TOKEN_PEPPER (config schema and the generated file). */

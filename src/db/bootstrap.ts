@@ -11,8 +11,9 @@ import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
 import { projectPath } from '../paths.ts'
+import { withClient, withDatabase } from './admin-connection.ts'
 
-export const DB_INIT_DIR = projectPath('db-init')
+const DB_INIT_DIR = projectPath('db-init')
 
 export interface BootstrapOptions {
   /** Superuser connection string (any database: the first file runs in `postgres`). */
@@ -94,12 +95,6 @@ export async function initFiles(dir = DB_INIT_DIR): Promise<string[]> {
   return names.filter((n) => n.endsWith('.sql')).map((n) => path.join(dir, n))
 }
 
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url)
-  u.pathname = `/${encodeURIComponent(database)}`
-  return u.toString()
-}
-
 /**
  * Create roles, database, schema and privilege defaults. The first file holds the
  * cluster-wide part and runs in the maintenance database `postgres` (the target
@@ -121,17 +116,3 @@ export async function bootstrap(options: BootstrapOptions): Promise<void> {
   })
   options.log?.(`bootstrap applied to database ${options.database}`)
 }
-
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url })
-  // A dropped connection must surface as the query's error, not crash the process.
-  client.on('error', () => undefined)
-  await client.connect()
-  try {
-    return await fn(client)
-  } finally {
-    await client.end()
-  }
-}
-
-export { withDatabase }

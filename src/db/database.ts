@@ -1,7 +1,8 @@
 // Where the service's database comes from: the embedded server (no DATABASE_URL)
 // or the configured one. Bootstrap and migrations run here at start when asked to.
 import type { Config } from '../config.ts'
-import { bootstrap, withDatabase } from './bootstrap.ts'
+import { bootstrap } from './bootstrap.ts'
+import { withDatabase } from './admin-connection.ts'
 import { PortInUseError, startEmbedded, type EmbeddedCluster } from './embedded.ts'
 import { migrate } from './migrate.ts'
 import path from 'node:path'

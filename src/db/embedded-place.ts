@@ -46,7 +46,7 @@ export async function serverUser(): Promise<ServerUser> {
  * path), asked of the kernel as that user: ACLs and groups count as they will
  * for the server itself.
  */
-export async function canReach(user: ServerUser, target: string): Promise<boolean> {
+async function canReach(user: ServerUser, target: string): Promise<boolean> {
   if (user === undefined) return true
   try {
     await run('/bin/sh', ['-c', 'test -x "$1"', 'sh', target], user)

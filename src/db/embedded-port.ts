@@ -36,7 +36,7 @@ async function anyFreePort(host = EMBEDDED_HOST): Promise<number> {
   })
 }
 
-export async function rememberedPort(file: string): Promise<number | undefined> {
+async function rememberedPort(file: string): Promise<number | undefined> {
   const text = await readFile(file, 'utf8').catch(() => '')
   const port = Number.parseInt(text.trim(), 10)
   return Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined

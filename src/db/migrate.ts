@@ -8,8 +8,9 @@ import path from 'node:path'
 import { runner } from 'node-pg-migrate'
 import type pg from 'pg'
 import { projectPath } from '../paths.ts'
-import { withClient } from './bootstrap.ts'
+import { withClient } from './admin-connection.ts'
 import { assertDirectConnection } from './direct-connection.ts'
+import type { AppliedMigration } from './procedures.ts'
 
 export const MIGRATIONS_DIR = projectPath('sql', 'migrations')
 export const MIGRATIONS_SCHEMA = 'activity'
@@ -97,13 +98,6 @@ async function recordTimings(
 export async function migrationNames(dir = MIGRATIONS_DIR): Promise<string[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort()
   return files.map((f) => path.basename(f, '.sql'))
-}
-
-export interface AppliedMigration {
-  name: string
-  runOn: Date
-  /** Execution time recorded by this tool (absent for migrations applied otherwise). */
-  durationMs?: number | null
 }
 
 export interface MigrationStatus {

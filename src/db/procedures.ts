@@ -130,6 +130,8 @@ export interface CleanupResult {
 export interface AppliedMigration {
   name: string
   runOn: Date
+  /** Execution time recorded by `db migrate` (absent for migrations applied otherwise). */
+  durationMs?: number | null
 }
 
 // ---------------------------------------------------------------------------
@@ -218,13 +220,13 @@ const ATTEMPTS = 3
  */
 const statementCache = new WeakMap<object, boolean>()
 /** What a Queryable not registered with setStatementCache gets (the setting's default). */
-export const STATEMENT_CACHE_DEFAULT = true
+const STATEMENT_CACHE_DEFAULT = true
 
 export function setStatementCache(db: Queryable, enabled: boolean): void {
   statementCache.set(db, enabled)
 }
 
-export function statementCacheOf(db: Queryable): boolean {
+function statementCacheOf(db: Queryable): boolean {
   return statementCache.get(db) ?? STATEMENT_CACHE_DEFAULT
 }
 
@@ -312,6 +314,7 @@ export async function createUser(
   return callOne(db, SQL.createUser, [args.email, args.hashedPassword, ctxJson(args.ctx)])
 }
 
+/** Used by tests only: the login reads the user inside beginLogin. */
 export async function getUserByEmail(db: Queryable, args: { email: string }): Promise<UserRow | undefined> {
   const [row] = await call<UserRow>(db, SQL.getUserByEmail, [args.email])
   return row
@@ -322,7 +325,7 @@ export async function getUserById(db: Queryable, args: { userId: string }): Prom
   return row
 }
 
-/** AU002 user_not_found, AU003 user_inactive, AU009 already_verified. */
+/** Used by tests only: consumeEmailToken verifies. AU002 user_not_found, AU003 user_inactive, AU009 already_verified. */
 export async function verifyUserEmail(
   db: Queryable,
   args: { userId: string; ctx?: RequestContext },
@@ -330,7 +333,7 @@ export async function verifyUserEmail(
   return callOne(db, SQL.verifyUserEmail, [args.userId, ctxJson(args.ctx)])
 }
 
-/** Seed compatibility; the login flow uses recordSuccessfulLogin. AU002. */
+/** Used by tests only: seed compatibility; the login flow uses completeLogin. AU002. */
 export async function updateLastLogin(db: Queryable, args: { userId: string; ip?: string | null }): Promise<void> {
   await call(db, SQL.updateLastLogin, [args.userId, args.ip ?? null])
 }
@@ -363,7 +366,7 @@ export async function deactivateUser(db: Queryable, args: { userId: string; ctx?
   await call(db, SQL.deactivateUser, [args.userId, ctxJson(args.ctx)])
 }
 
-/** Deletes unverified users older than olderThanHours (default 168); AU007 when < 1. */
+/** Used by tests only: runCleanup calls it. Unverified users older than olderThanHours (default 168); AU007 when < 1. */
 export async function cleanupUnverifiedUsers(db: Queryable, args: { olderThanHours?: number } = {}): Promise<number> {
   return callScalar<number>(db, SQL.cleanupUnverifiedUsers, [args.olderThanHours ?? 168])
 }
@@ -401,6 +404,7 @@ export async function revokeRefreshToken(
   return callScalar<boolean>(db, SQL.revokeRefreshToken, [args.tokenHash, args.reason ?? 'logout', ctxJson(args.ctx)])
 }
 
+/** Used by tests only: rotateRefreshToken checks the token itself. */
 export async function getValidRefreshToken(
   db: Queryable,
   args: { tokenHash: string },
@@ -469,12 +473,13 @@ export async function checkSession(db: Queryable, args: { userId: string; family
 // ---------------------------------------------------------------------------
 // Login throttling
 
-/** The end of the current email or ip lock, null when not locked. */
+/** Used by tests only: beginLogin checks the lock. The end of the current email or ip lock, null when not locked. */
 export async function checkLoginLock(db: Queryable, args: { email: string; ip: string | null }): Promise<Date | null> {
   const row = await callOne<{ lockedUntil: Date | null }>(db, SQL.checkLoginLock, [args.email, args.ip])
   return row.lockedUntil
 }
 
+/** Used by tests only: the login records through endLoginAttempt. */
 export async function recordFailedLogin(
   db: Queryable,
   args: {
@@ -500,7 +505,7 @@ export async function recordFailedLogin(
   ])
 }
 
-/** AU002/AU003. */
+/** Used by tests only: the login records through completeLogin. AU002/AU003. */
 export async function recordSuccessfulLogin(
   db: Queryable,
   args: { userId: string; ctx?: RequestContext },
@@ -682,7 +687,10 @@ export async function requestEmailLink(
 // ---------------------------------------------------------------------------
 // Email tokens
 
-/** Only the newest token per user and purpose works. AU002/AU003/AU007; AU009 verify_email on a verified user. */
+/**
+ * Used by tests only: the service creates tokens through requestEmailLink. Only the newest
+ * token per user and purpose works. AU002/AU003/AU007; AU009 verify_email on a verified user.
+ */
 export async function createEmailToken(
   db: Queryable,
   args: { userId: string; purpose: EmailTokenPurpose; tokenHash: string; ttlSeconds: number; ctx?: RequestContext },
@@ -734,7 +742,7 @@ export async function getUsedEmailToken(
 // ---------------------------------------------------------------------------
 // Maintenance and readiness
 
-/** AU007 when a retention is < 1. */
+/** Used by tests only: runCleanup calls it. AU007 when a retention is < 1. */
 export async function cleanupExpired(
   db: Queryable,
   args: { auditRetentionDays: number; attemptRetentionHours?: number },

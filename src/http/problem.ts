@@ -3,6 +3,7 @@
 // a stable `code` that clients may branch on — never on `detail`, which is prose.
 import { STATUS_CODES } from 'node:http'
 import { Type, type Static } from '@sinclair/typebox'
+import { DB_ERRORS, type DbErrorSqlstate } from '../db/errors.ts'
 
 /** The media type of every error answer (RFC 9457 §3). */
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json'
@@ -91,8 +92,6 @@ export const forbidden = (code: string, detail: string): HttpProblem => new Http
 
 export const notFound = (code: string, detail: string): HttpProblem => new HttpProblem(404, code, detail)
 
-export const conflict = (code: string, detail: string): HttpProblem => new HttpProblem(409, code, detail)
-
 export const tooManyRequests = (code: string, detail: string, retryAfterSeconds: number): HttpProblem =>
   new HttpProblem(429, code, detail, {
     // Retry-After is whole seconds (RFC 9110); never 0, or clients retry at once.
@@ -102,5 +101,8 @@ export const tooManyRequests = (code: string, detail: string, retryAfterSeconds:
 export const unsupportedMediaType = (detail = 'unsupported media type'): HttpProblem =>
   new HttpProblem(415, 'unsupported_media_type', detail)
 
-export const payloadTooLarge = (detail = 'request body too large'): HttpProblem =>
-  new HttpProblem(413, 'payload_too_large', detail)
+/** The answer to a procedure's custom error: its row in DB_ERRORS (src/db/errors.ts). */
+export function dbProblem(sqlstate: DbErrorSqlstate): HttpProblem {
+  const { status, problem, detail } = DB_ERRORS[sqlstate]
+  return new HttpProblem(status, problem, detail)
+}

@@ -15,7 +15,7 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip, createGzip } from 'node:zlib'
-import { withClient } from '../db/bootstrap.ts'
+import { withClient } from '../db/admin-connection.ts'
 import { MIGRATIONS_SCHEMA } from '../db/migrate.ts'
 import { OperatorError } from './errors.ts'
 import { findTool, findToolFor, runTool } from './pg-tools.ts'
@@ -62,7 +62,7 @@ const BACKUP_FILE = /\.(dump|sql|sql\.gz)$/
 // pg_dump ends every complete plain script with this line.
 const PLAIN_TRAILER = '-- PostgreSQL database dump complete'
 
-export function metadataPath(file: string): string {
+function metadataPath(file: string): string {
   return `${file}.json`
 }
 
@@ -161,7 +161,7 @@ async function validateBackupFile(file: string, format: BackupFormat, compressed
   }
 }
 
-export async function readMetadata(file: string): Promise<BackupMetadata> {
+async function readMetadata(file: string): Promise<BackupMetadata> {
   let text: string
   try {
     text = await readFile(metadataPath(file), 'utf8')

@@ -2,7 +2,7 @@
 // assemble from a dozen psql queries. Read-only; runs as the admin connection.
 // Verdict: down (no connection), degraded (something needs a person), healthy.
 import type pg from 'pg'
-import { withClient } from '../db/bootstrap.ts'
+import { withClient } from '../db/admin-connection.ts'
 import { migrationStatus } from '../db/migrate.ts'
 import { checkRoles, serverFacts, type RoleCheck } from './status.ts'
 

@@ -3,11 +3,12 @@
 // tokens are derived from fixed labels, so every run (and every machine) seeds the
 // same ones.
 import { createHash } from 'node:crypto'
-import { applyInitFile, withClient } from '../db/bootstrap.ts'
+import { applyInitFile } from '../db/bootstrap.ts'
+import { withClient } from '../db/admin-connection.ts'
 import { projectPath } from '../paths.ts'
 import { createPasswordHasher } from '../auth/passwords.ts'
 
-export const SEED_FILE = projectPath('sql', 'seed', 'development.sql')
+const SEED_FILE = projectPath('sql', 'seed', 'development.sql')
 export const SEED_PASSWORD = 'activity-dev-password'
 export const SEED_EMAILS = ['active@example.com', 'unverified@example.com', 'deactivated@example.com', 'locked@example.com']
 

@@ -4,7 +4,8 @@
 // the routes' methods to tell 405 from 404, and it must own the root handlers.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
-import { HttpProblem, PROBLEM_CONTENT_TYPE, PROBLEM_SCHEMA_ID, ProblemSchema } from '../http/problem.ts'
+import { DbError } from '../db/errors.ts'
+import { dbProblem, HttpProblem, PROBLEM_CONTENT_TYPE, PROBLEM_SCHEMA_ID, ProblemSchema } from '../http/problem.ts'
 import { responseRequestId } from '../logging.ts'
 
 interface ErrorLike {
@@ -108,6 +109,7 @@ function isSyntaxError(value: unknown): boolean {
 
 function classify(error: unknown): Outcome {
   if (error instanceof HttpProblem) return { problem: error }
+  if (error instanceof DbError) return { problem: dbProblem(error.sqlstate) }
   if (!isObject(error)) return INTERNAL
 
   if (Array.isArray(error.validation)) {

@@ -43,7 +43,7 @@ const invalidToken = (detail: string) =>
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/
 
 /** RFC 9068 §2.1: the `typ` header of a JWT access token. */
-export const ACCESS_TOKEN_TYP = 'at+jwt'
+const ACCESS_TOKEN_TYP = 'at+jwt'
 
 /**
  * How far in the future `iat` may be (the clocks of instances differ a little). A token
@@ -51,7 +51,7 @@ export const ACCESS_TOKEN_TYP = 'at+jwt'
  * a stolen key or on a badly wrong clock, and an exp counted from a future iat would
  * keep it valid for longer than ACCESS_TOKEN_TTL_SECONDS.
  */
-export const MAX_CLOCK_SKEW_SECONDS = 60
+const MAX_CLOCK_SKEW_SECONDS = 60
 
 /** sub and sid go into uuid parameters of the session check: anything else is not ours. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

@@ -6,19 +6,16 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { METHODS } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import type pg from 'pg'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { HttpProblem } from '../http/problem.ts'
 import { responses, text } from '../schemas/responses.ts'
 
-export interface PoolStats {
-  totalCount: number
-  idleCount: number
-  waitingCount: number
-}
+export type PoolCounters = Pick<pg.Pool, 'totalCount' | 'idleCount' | 'waitingCount'>
 
 export interface MetricsPluginOptions {
   /** A pg Pool (or anything with its counters), read at every scrape. */
-  pool?: PoolStats
+  pool?: PoolCounters
   /** Register GET /metrics at all (default true); the counters exist either way. */
   serve?: boolean
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
@@ -89,7 +86,7 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
 
   const { pool } = opts
   if (pool !== undefined) {
-    const poolGauge = (name: string, help: string, read: (p: PoolStats) => number): void => {
+    const poolGauge = (name: string, help: string, read: (p: PoolCounters) => number): void => {
       new Gauge({
         name,
         help,

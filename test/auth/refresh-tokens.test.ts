@@ -8,11 +8,10 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import {
   deriveRefreshSuccessor,
-  hashToken,
-  isWellFormedToken,
   loadRefreshTokenPepper,
   newRefreshToken,
 } from '../../src/auth/refresh-tokens.ts'
+import { hashToken, isWellFormedToken } from '../../src/auth/tokens.ts'
 
 const PEPPER = 'p'.repeat(16) + 'e'.repeat(16) + '0123456789'
 

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
 import { nodeArgs } from '../helpers/child.ts'
-import { withClient, withDatabase as withDb } from '../../src/db/bootstrap.ts'
+import { withClient, withDatabase as withDb } from '../../src/db/admin-connection.ts'
 import { migrationNames } from '../../src/db/migrate.ts'
 import { cli, cliEnv } from '../helpers/cli.ts'
 import { readRun } from '../helpers/cluster.ts'

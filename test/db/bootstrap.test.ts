@@ -1,5 +1,6 @@
 import t from 'tap'
-import { bootstrap, withClient, withDatabase } from '../../src/db/bootstrap.ts'
+import { bootstrap } from '../../src/db/bootstrap.ts'
+import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { readRun, TEST_PASSWORDS } from '../helpers/cluster.ts'
 
 // A catalogue snapshot of everything the bootstrap owns: roles, the database ACL,

@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import type pg from 'pg'
-import { deriveRefreshSuccessor, hashToken, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
+import { deriveRefreshSuccessor, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
+import { hashToken } from '../../src/auth/tokens.ts'
 import {
   checkSession,
   createUser,

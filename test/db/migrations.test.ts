@@ -1,5 +1,5 @@
 import t from 'tap'
-import { withClient } from '../../src/db/bootstrap.ts'
+import { withClient } from '../../src/db/admin-connection.ts'
 import { migrate, migrationNames, migrationStatus } from '../../src/db/migrate.ts'
 import { createBareDatabase } from '../helpers/db.ts'
 import { catalogue, fingerprint } from '../helpers/fingerprint.ts'

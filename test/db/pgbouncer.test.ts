@@ -5,7 +5,7 @@
 // refuse a DATABASE_ADMIN_URL through the pooler in one line.
 import pg from 'pg'
 import t, { type Test } from 'tap'
-import { newEmailToken } from '../../src/auth/refresh-tokens.ts'
+import { newEmailToken } from '../../src/auth/tokens.ts'
 import { describeError } from '../../src/cli/db.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import { assertDirectConnection, PooledConnectionError } from '../../src/db/direct-connection.ts'

@@ -2,7 +2,8 @@
 // isolated, parallel, and fast (a file copy, no migrations).
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { applyInitFile, bootstrap, initFiles, withClient, withDatabase } from '../../src/db/bootstrap.ts'
+import { applyInitFile, bootstrap, initFiles } from '../../src/db/bootstrap.ts'
+import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { readRun, TEST_PASSWORDS } from './cluster.ts'
 
 export interface TestDatabase {

@@ -1,7 +1,7 @@
 // A fingerprint of everything in schema `activity` except migration bookkeeping:
 // two databases with the same fingerprint have the same catalogue.
 import { createHash } from 'node:crypto'
-import { withClient } from '../../src/db/bootstrap.ts'
+import { withClient } from '../../src/db/admin-connection.ts'
 
 const CATALOGUE_QUERIES = {
   relations: `SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner, c.relacl::text AS acl,

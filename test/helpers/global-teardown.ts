@@ -2,7 +2,7 @@
 // stops the embedded cluster the setup started.
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
-import { withClient } from '../../src/db/bootstrap.ts'
+import { withClient } from '../../src/db/admin-connection.ts'
 import { stopEmbedded } from '../../src/db/embedded.ts'
 import { readRun, RUN_FILE } from './cluster.ts'
 

@@ -23,7 +23,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { withClient, withDatabase } from '../../src/db/bootstrap.ts'
+import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { startEmbedded, type EmbeddedCluster } from '../../src/db/embedded.ts'
 import { migrationNames } from '../../src/db/migrate.ts'
 import { PROJECT_ROOT } from '../../src/paths.ts'

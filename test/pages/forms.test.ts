@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.ts'
 import { getUsedEmailToken } from '../../src/db/procedures.ts'
-import { hashToken } from '../../src/auth/refresh-tokens.ts'
+import { hashToken } from '../../src/auth/tokens.ts'
 import { errorPage, resetFormPage, verifyFormPage } from '../../src/routes/pages/templates.ts'
 import { build, bearer, json, type TestApp } from '../helpers/app.ts'
 import { testPool } from '../helpers/db.ts'

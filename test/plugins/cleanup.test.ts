@@ -2,7 +2,7 @@
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.ts'
-import { withClient } from '../../src/db/bootstrap.ts'
+import { withClient } from '../../src/db/admin-connection.ts'
 import cleanupPlugin from '../../src/plugins/cleanup.ts'
 import dbPlugin from '../../src/plugins/db.ts'
 import { createTestDatabase } from '../helpers/db.ts'

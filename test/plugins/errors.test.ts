@@ -1,13 +1,15 @@
 // Every error a client can provoke answers application/problem+json with a
 // stable code and the request id; a 500 says nothing about what went wrong;
 // logs keep secrets out and hold one line per request.
+import { readdirSync, readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
 import errors, { errorServerOptions } from '../../src/plugins/errors.ts'
 import { loggingServerOptions } from '../../src/logging.ts'
-import { conflict, ProblemSchema, tooManyRequests } from '../../src/http/problem.ts'
+import { HttpProblem, ProblemSchema, tooManyRequests } from '../../src/http/problem.ts'
+import { DB_ERRORS, fromPgError } from '../../src/db/errors.ts'
 
 interface LogLine {
   level: number
@@ -44,10 +46,15 @@ async function build(t: Test): Promise<Built> {
     throw new Error('secret SQL: SELECT hashed_password FROM activity.users')
   })
   app.get('/taken', { schema: { response: { 409: ProblemSchema } } }, async () => {
-    throw conflict('email_taken', 'that address is already registered')
+    throw new HttpProblem(409, 'email_taken', 'that address is already registered')
   })
   app.get('/throttled', async () => {
     throw tooManyRequests('login_throttled', 'too many attempts', 42.2)
+  })
+  // A procedure's custom error as procedures.ts rethrows it (node-postgres sets code to the SQLSTATE).
+  app.get('/sp-error/:sqlstate', async (request) => {
+    const { sqlstate } = request.params as { sqlstate: string }
+    throw fromPgError(Object.assign(new Error(`secret sp message for ${sqlstate}`), { code: sqlstate }))
   })
   app.get('/db-down', async () => {
     throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
@@ -227,6 +234,33 @@ t.test('an HttpProblem answers its own status, code, detail and headers', async 
   // Errors from other plugins keep their own snake_case code (the auth preHandler's).
   const token = await app.inject({ method: 'GET', url: '/token' })
   assertProblem(t, token, 401, 'invalid_token')
+})
+
+/** The rows of the custom SQLSTATE table in sql/CONVENTIONS.md: [sqlstate, code, status, problem code]. */
+function documentedDbErrors(): string[][] {
+  const doc = readFileSync(new URL('../../sql/CONVENTIONS.md', import.meta.url), 'utf8')
+  return [...doc.matchAll(/^\| (AU\d{3}) \| `(\w+)` \| (\d{3}) \| `(\w+)` \|/gm)].map((m) => m.slice(1, 5))
+}
+
+t.test('the custom SQLSTATE table in sql/CONVENTIONS.md and DB_ERRORS agree row by row', async (t) => {
+  const inCode = Object.entries(DB_ERRORS).map(([sqlstate, e]) => [sqlstate, e.code, String(e.status), e.problem])
+  t.strictSame(documentedDbErrors(), inCode)
+  const dir = new URL('../../sql/migrations/', import.meta.url)
+  const raised = new Set(readdirSync(dir).flatMap((f) => [...readFileSync(new URL(f, dir), 'utf8').matchAll(/ERRCODE = '(AU\d{3})'/g)].map((m) => m[1])))
+  t.ok(raised.size > 0)
+  for (const sqlstate of raised) t.ok(Object.hasOwn(DB_ERRORS, sqlstate as string), `${String(sqlstate)}, raised by a procedure, has a row`)
+})
+
+t.test('every custom SQLSTATE a procedure raises answers its documented problem, never a 500 or its message', async (t) => {
+  const { app } = await build(t)
+  for (const [sqlstate, , status, code] of documentedDbErrors()) {
+    const res = await app.inject({ method: 'GET', url: `/sp-error/${String(sqlstate)}` })
+    const body = assertProblem(t, res, Number(status), String(code))
+    t.equal(body.detail, DB_ERRORS[sqlstate as keyof typeof DB_ERRORS].detail, `${String(sqlstate)}: the table's detail`)
+    t.notMatch(res.body, /secret/, `${String(sqlstate)}: not the procedure's message`)
+  }
+  // A SQLSTATE of no custom row is no DbError: a server error as before.
+  assertProblem(t, await app.inject({ method: 'GET', url: '/sp-error/AU999' }), 500, 'internal_error')
 })
 
 t.test('@fastify/rate-limit answers 429 rate_limited and keeps Retry-After', async (t) => {

@@ -2,10 +2,10 @@
 // auth counters and the database pool gauges, per app.
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import metrics, { type PoolStats } from '../../src/plugins/metrics.ts'
+import metrics, { type PoolCounters } from '../../src/plugins/metrics.ts'
 import errors from '../../src/plugins/errors.ts'
 
-async function build(t: Test, pool?: PoolStats): Promise<FastifyInstance> {
+async function build(t: Test, pool?: PoolCounters): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(errors)
   await app.register(metrics, pool === undefined ? {} : { pool })

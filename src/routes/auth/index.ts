@@ -25,7 +25,7 @@ const LoginSchema = closed({
   // count against it alone, so nobody else can lock the owner out (docs/security.md).
   deviceToken: Type.String(),
 })
-const MeSchema = closed({
+export const MeSchema = closed({
   id: Uuid,
   email: Type.String(),
   isVerified: Type.Boolean(),

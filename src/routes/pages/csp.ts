@@ -36,7 +36,7 @@ export function pagesDroppedHeaders(appUrl: string): string[] {
   return isHttps(appUrl) ? [] : ['cross-origin-opener-policy']
 }
 
-export function isHttps(url: string): boolean {
+function isHttps(url: string): boolean {
   try {
     return new URL(url).protocol === 'https:'
   } catch {

@@ -1,0 +1,79 @@
+// The processes the bench measures: our service (src/server.ts), the bare
+// Fastify ceiling (bench/servers/bare.ts) and the ceiling worker
+// (bench/servers/ceiling-worker.ts), each with the same environment.
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import type { BenchDatabase } from './database.ts'
+import { freePort } from './net.ts'
+import { nodeArgs, startChild, waitForHttp, type Child } from './proc.ts'
+
+const keyPem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+const refreshPepper = randomBytes(48).toString('base64url')
+const secret = () => randomBytes(12).toString('base64url')
+const rolePasswords = { AUTH_API_DB_PASSWORD: secret(), WRITE_API_DB_PASSWORD: secret(), READONLY_DB_PASSWORD: secret() }
+
+/** Settings an operator may tune that the bench passes through to every server process alike. */
+const PASSED_THROUGH = /^(ARGON2_|DATABASE_POOL_|DATABASE_IDLE_|REFRESH_|ACCESS_TOKEN_|UV_THREADPOOL_SIZE$|PATH$|HOME$|LANG$|TMPDIR$)/
+
+export function baseEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => PASSED_THROUGH.test(k)))
+}
+
+/**
+ * The service's environment in the bench: production mode (so nothing runs on
+ * development defaults), a real Ed25519 key, rate limiting off (a load generator
+ * from one IP would only measure 429s), migrations already applied, and the
+ * default log level (one JSON line per request, written to /dev/null).
+ */
+function serviceEnv(db: BenchDatabase, port: number, dataDir: string): Record<string, string | undefined> {
+  return {
+    ...baseEnv(),
+    NODE_ENV: 'production',
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATABASE_URL: db.serviceUrl,
+    RUN_MIGRATIONS: 'false',
+    RATE_LIMIT_ENABLED: 'false',
+    JWT_PRIVATE_KEY: keyPem,
+    REFRESH_TOKEN_PEPPER: refreshPepper,
+    // Never contacted: no route the bench drives sends mail.
+    SMTP_URL: 'smtp://127.0.0.1:9',
+    // Production refuses a plain-http or localhost APP_URL; no link is ever mailed here.
+    APP_URL: 'https://activity-auth.bench.invalid',
+    DATA_DIR: dataDir,
+    ...rolePasswords,
+  }
+}
+
+export interface Running {
+  child: Child
+  url: string
+}
+
+export async function startService(db: BenchDatabase, dataDir: string, env: Record<string, string> = {}): Promise<Running> {
+  const port = await freePort()
+  const child = startChild(nodeArgs('src/server.ts'), { env: { ...serviceEnv(db, port, dataDir), ...env } })
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(child, `${url}/api/health/ready`)
+  return { child, url }
+}
+
+export async function startBare(db: BenchDatabase, dataDir: string, meBody: string): Promise<Running> {
+  const port = await freePort()
+  const child = startChild(nodeArgs('bench/servers/bare.ts'), { env: { ...serviceEnv(db, port, dataDir), BENCH_ME_BODY: meBody } })
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(child, `${url}/api/health/live`)
+  return { child, url }
+}
+
+export async function startCeilingWorker(db: BenchDatabase, dataDir: string, users: string): Promise<Child> {
+  const child = startChild(nodeArgs('bench/servers/ceiling-worker.ts'), {
+    env: { ...serviceEnv(db, 0, dataDir), BENCH_CEILING_USERS: users },
+    ipc: true,
+  })
+  await new Promise<void>((resolve, reject) => {
+    child.proc.once('message', () => resolve())
+    child.proc.once('exit', () => reject(new Error(`ceiling worker exited:\n${child.tail()}`)))
+  })
+  return child
+}
