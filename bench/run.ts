@@ -48,13 +48,15 @@ async function main(): Promise<void> {
   let service: Running | undefined
   let pool: pg.Pool | undefined
   try {
-    log(`${server?.description ?? 'prepared database'}; profile ${options.profile}; sections ${[...options.sections].join(', ')}; pinning ${canPin() ? 'on (load core 0, servers core 1)' : 'off'}`)
+    log(
+      `${server?.description ?? 'prepared database'}; profile ${options.profile}; sections ${[...options.sections].join(', ')}; pinning ${canPin() ? 'on (load core 0, servers core 1)' : 'off'}`,
+    )
     const small = prepared ?? (await (server as BenchServer).createDatabase('small'))
     // The only configuration the bench process reads: the argon2 and refresh-token
     // settings the servers it starts get too (bench/lib/servers.ts passes them through).
     const config = loadConfig({ ...baseEnv(), NODE_ENV: 'development' })
-    const hasher = createPasswordHasher({ memoryKiB: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST, parallelism: config.ARGON2_PARALLELISM })
-    const tokenTtl = { idleTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS, familyTtlSeconds: config.REFRESH_FAMILY_TTL_SECONDS }
+    const hasher = createPasswordHasher(config.argon2)
+    const tokenTtl = { idleTtlSeconds: config.refresh.ttlSeconds, familyTtlSeconds: config.refresh.familyTtlSeconds }
     const passwordHash = await hasher.hash(BENCH_PASSWORD)
     await seed(small.adminUrl, { users: options.users, tokens: options.users * 5, passwordHash, log })
     pool = new pg.Pool({ connectionString: small.serviceUrl, max: 4 })
@@ -84,7 +86,12 @@ async function main(): Promise<void> {
   const result = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model ?? '?',
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+    },
     database: server?.description ?? 'prepared database',
     options: { ...options, sections: [...options.sections], pinned: canPin() },
     rows,

@@ -36,11 +36,7 @@ const count = (name: string, value: string): number => {
 }
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'development' })
-const hasher = createPasswordHasher({
-  memoryKiB: config.ARGON2_MEMORY_KIB,
-  timeCost: config.ARGON2_TIME_COST,
-  parallelism: config.ARGON2_PARALLELISM,
-})
+const hasher = createPasswordHasher(config.argon2)
 const result = await seed(url, {
   users: count('users', values.users),
   tokens: count('tokens', values.tokens),

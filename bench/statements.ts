@@ -49,7 +49,10 @@ try {
   try {
     const ids: string[] = []
     for (let i = 0; i < 200; i++) {
-      const user = await createUser(pools.named, { email: `bench-stmt-${i}-${randomUUID()}@example.test`, hashedPassword: `$argon2id$v=19$m=1024,t=1,p=1$${'A'.repeat(22)}$${'B'.repeat(43)}` })
+      const user = await createUser(pools.named, {
+        email: `bench-stmt-${i}-${randomUUID()}@example.test`,
+        hashedPassword: `$argon2id$v=19$m=1024,t=1,p=1$${'A'.repeat(22)}$${'B'.repeat(43)}`,
+      })
       ids.push(user.id)
     }
     // Warm both pools (connections open, the named statement prepared on each).

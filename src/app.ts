@@ -8,7 +8,7 @@ import { createPasswordPolicy } from './auth/password-policy.ts'
 import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
 import { AuthService } from './auth/service.ts'
-import { corsOrigins, type Config, type TrustProxy } from './config.ts'
+import type { Config, TrustProxy } from './config.ts'
 import { checkSession } from './db/procedures.ts'
 import { loggingServerOptions } from './logging.ts'
 import cleanupPlugin from './plugins/cleanup.ts'
@@ -50,86 +50,59 @@ function trustProxyOption(trust: TrustProxy): FastifyServerOptions['trustProxy']
 /** Constructor options shared by the server and the tests. */
 export function serverOptions(config: Config, logStream?: DestinationStream): FastifyServerOptions {
   return {
-    ...loggingServerOptions(config.LOG_LEVEL, logStream),
+    ...loggingServerOptions(config.logLevel, logStream),
     ...errorServerOptions(),
-    bodyLimit: config.BODY_LIMIT,
-    trustProxy: trustProxyOption(config.trustProxy),
+    bodyLimit: config.http.bodyLimit,
+    trustProxy: trustProxyOption(config.http.trustProxy),
   }
 }
 
 export async function buildApp(config: Config, options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(config, options.logStream))
+  const { rateLimit, production, dataDir } = config
+  // The credential routes' stricter per-IP budget, in the window of the global one.
+  const limit = (max: number) => (rateLimit.enabled ? { max, timeWindow: rateLimit.windowSeconds * 1000 } : false)
 
   // external layer
   await app.register(errorsPlugin)
-  await app.register(externalPlugin, { corsOrigins: corsOrigins(config), swagger: config.swaggerEnabled })
+  await app.register(externalPlugin, { corsOrigins: config.http.corsOrigins, swagger: config.http.swagger })
   await app.register(rateLimitPlugin, {
-    enabled: config.RATE_LIMIT_ENABLED,
-    max: config.RATE_LIMIT_MAX,
-    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
-    redisUrl: config.REDIS_URL,
-    namespace: config.RATE_LIMIT_REDIS_PREFIX,
+    enabled: rateLimit.enabled,
+    max: rateLimit.max,
+    windowSeconds: rateLimit.windowSeconds,
+    redisUrl: rateLimit.redisUrl,
+    namespace: rateLimit.redisPrefix,
   })
 
   // app layer
-  await app.register(dbPlugin, { config, connectionString: options.databaseUrl })
+  await app.register(dbPlugin, { pool: config.database.pool, connectionString: options.databaseUrl })
+  const metricsToken = config.http.metricsToken
   await app.register(metricsPlugin, {
     pool: app.db,
     // Production without a token: not served at all (it tells strangers too much).
-    serve: config.METRICS_TOKEN !== undefined || config.NODE_ENV !== 'production',
-    ...(config.METRICS_TOKEN === undefined ? {} : { token: config.METRICS_TOKEN }),
+    serve: metricsToken !== undefined || !production,
+    ...(metricsToken === undefined ? {} : { token: metricsToken }),
     rateLimitStoreUp: () => app.rateLimitStore() !== 'memory-fallback',
   })
   await app.register(cleanupPlugin, {
-    intervalMs: config.CLEANUP_INTERVAL_MINUTES * 60_000,
-    retentionHours: config.UNVERIFIED_RETENTION_HOURS,
-    auditRetentionDays: config.AUDIT_RETENTION_DAYS,
+    intervalMs: config.cleanup.intervalMs,
+    retentionHours: config.cleanup.unverifiedRetentionHours,
+    auditRetentionDays: config.cleanup.auditRetentionDays,
   })
-  const keys = await loadSigningKeys({
-    privateKeyPem: config.JWT_PRIVATE_KEY,
-    previousPublicKeysPem: config.JWT_PREVIOUS_PUBLIC_KEYS,
-    dataDir: config.dataDir,
-    production: config.NODE_ENV === 'production',
-  })
+  const keys = await loadSigningKeys({ ...config.jwt, dataDir, production })
   await app.register(jwtPlugin, {
     keys,
-    issuer: config.JWT_ISSUER,
-    audience: config.JWT_AUDIENCE,
-    accessTokenTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+    issuer: config.jwt.issuer,
+    audience: config.jwt.audience,
+    accessTokenTtlSeconds: config.jwt.accessTokenTtlSeconds,
     checkSession: (userId, sessionId) => checkSession(app.db, { userId, familyId: sessionId }),
   })
-  const refreshPepper = await loadRefreshTokenPepper({
-    pepper: config.REFRESH_TOKEN_PEPPER,
-    dataDir: config.dataDir,
-    production: config.NODE_ENV === 'production',
-  })
-  const mailer = createMailer({
-    ...(config.SMTP_URL === undefined ? {} : { smtpUrl: config.SMTP_URL }),
-    from: config.MAIL_FROM,
-    appUrl: config.APP_URL,
-    production: config.NODE_ENV === 'production',
-    logger: app.log,
-  })
+  const refreshPepper = await loadRefreshTokenPepper({ pepper: config.refresh.pepper, dataDir, production })
+  const mailer = createMailer({ ...config.mail, production, logger: app.log })
   const service = new AuthService({
     db: app.db,
-    hasher: createPasswordHasher({
-      memoryKiB: config.ARGON2_MEMORY_KIB,
-      timeCost: config.ARGON2_TIME_COST,
-      parallelism: config.ARGON2_PARALLELISM,
-    }),
-    passwordPolicy: createPasswordPolicy({
-      minLength: config.PASSWORD_MIN_LENGTH,
-      ...(config.PASSWORD_BREACH_CHECK
-        ? {
-            breachCheck: {
-              url: config.PASSWORD_BREACH_API_URL,
-              timeoutMs: config.PASSWORD_BREACH_TIMEOUT_MS,
-              failOpen: config.PASSWORD_BREACH_FAIL_OPEN,
-            },
-          }
-        : {}),
-      log: app.log,
-    }),
+    hasher: createPasswordHasher(config.argon2),
+    passwordPolicy: createPasswordPolicy({ ...config.password, log: app.log }),
     mailer,
     log: app.log,
     signAccessToken: (claims) => app.signAccessToken(claims),
@@ -138,20 +111,14 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     onRefreshReuse: () => app.metrics.refreshReuse(),
     onMailSuppressed: (kind) => app.metrics.mailSuppressed(kind),
     policy: {
-      requireEmailVerification: config.REQUIRE_EMAIL_VERIFICATION,
-      refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
-      refreshFamilyTtlSeconds: config.REFRESH_FAMILY_TTL_SECONDS,
-      refreshReuseGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
-      emailTokenTtlSeconds: config.EMAIL_TOKEN_TTL_SECONDS,
-      lockout: {
-        threshold: config.LOCKOUT_THRESHOLD,
-        baseSeconds: config.LOCKOUT_BASE_SECONDS,
-        maxSeconds: config.LOCKOUT_MAX_SECONDS,
-        ipThreshold: config.LOCKOUT_IP_THRESHOLD,
-        windowSeconds: config.LOCKOUT_WINDOW_SECONDS,
-      },
-      deviceTtlSeconds: config.DEVICE_TOKEN_TTL_DAYS * 86_400,
-      mailBudget: { max: config.MAIL_BUDGET_MAX, windowSeconds: config.MAIL_BUDGET_WINDOW_SECONDS },
+      requireEmailVerification: config.email.requireVerification,
+      refreshTokenTtlSeconds: config.refresh.ttlSeconds,
+      refreshFamilyTtlSeconds: config.refresh.familyTtlSeconds,
+      refreshReuseGraceSeconds: config.refresh.reuseGraceSeconds,
+      emailTokenTtlSeconds: config.email.tokenTtlSeconds,
+      lockout: config.lockout,
+      deviceTtlSeconds: config.deviceTtlSeconds,
+      mailBudget: config.mailBudget,
     },
   })
   app.decorate('auth', service)
@@ -163,29 +130,14 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
 
   // routes
   await app.register(healthRoutes)
-  await app.register(wellKnownRoutes, {
-    keys,
-    // Outside the global budget, with a generous one of its own.
-    rateLimit: config.RATE_LIMIT_ENABLED
-      ? { max: config.RATE_LIMIT_MAX * 10, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
-      : false,
-  })
+  // Outside the global budget, with a generous one of its own.
+  await app.register(wellKnownRoutes, { keys, rateLimit: limit(rateLimit.max * 10) })
   await app.register(pageRoutes, {
-    appName: config.APP_NAME,
-    appUrl: config.APP_URL,
-    loginUrl: config.LOGIN_URL,
-    password: { minLength: config.PASSWORD_MIN_LENGTH, breachCheck: config.PASSWORD_BREACH_CHECK },
+    ...config.pages,
+    password: { minLength: config.password.minLength, breachCheck: config.password.breachCheck !== undefined },
     // The form posts spend tokens and take passwords: the API's credential limit.
-    credentialRateLimit: config.RATE_LIMIT_ENABLED
-      ? { max: config.RATE_LIMIT_CREDENTIALS_MAX, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
-      : false,
+    credentialRateLimit: limit(rateLimit.credentialsMax),
   })
-  await app.register(authRoutes, {
-    prefix: '/api/auth',
-    service,
-    credentialRateLimit: config.RATE_LIMIT_ENABLED
-      ? { max: config.RATE_LIMIT_CREDENTIALS_MAX, timeWindow: config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
-      : false,
-  })
+  await app.register(authRoutes, { prefix: '/api/auth', service, credentialRateLimit: limit(rateLimit.credentialsMax) })
   return app
 }

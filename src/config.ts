@@ -132,20 +132,170 @@ export const EnvSchema = Type.Object({
 
 export type Env = Static<typeof EnvSchema>
 
-export interface Config extends Env {
-  /** Absolute directory for embedded data, generated keys. */
+/**
+ * The validated settings, grouped by the part of the service that uses them, in the
+ * shapes those parts take (`config.lockout` is what the service's lockout wants), so
+ * wiring passes groups instead of re-spelling fields. The variable names live only in
+ * EnvSchema and in fromEnv below.
+ */
+export interface Config {
+  nodeEnv: Env['NODE_ENV']
+  production: boolean
+  logLevel: Env['LOG_LEVEL']
+  /** Absolute directory for embedded data, generated keys and secrets. */
   dataDir: string
-  /** Connection string the service uses (auth_api_user); undefined until the embedded server is up. */
-  databaseUrl: string | undefined
-  /** Superuser/owner connection for bootstrap and migrations, when known. */
-  databaseAdminUrl: string | undefined
-  /** True when no external database is configured: start the embedded PostgreSQL 16. */
-  embedded: boolean
-  runMigrations: boolean
-  /** TRUST_PROXY parsed into what Fastify's `trustProxy` takes. */
-  trustProxy: TrustProxy
-  /** SWAGGER_ENABLED, defaulted by NODE_ENV. */
-  swaggerEnabled: boolean
+  http: {
+    host: string
+    port: number
+    bodyLimit: number
+    /** TRUST_PROXY parsed into what Fastify's `trustProxy` takes. */
+    trustProxy: TrustProxy
+    corsOrigins: string[]
+    /** SWAGGER_ENABLED, defaulted by NODE_ENV. */
+    swagger: boolean
+    metricsToken: string | undefined
+  }
+  database: {
+    /** Connection string the service uses (auth_api_user); undefined until the embedded server is up. */
+    url: string | undefined
+    /** Superuser/owner connection for bootstrap and migrations, when known. */
+    adminUrl: string | undefined
+    /** True when no external database is configured: start the embedded PostgreSQL 16. */
+    embedded: boolean
+    embeddedPort: number | undefined
+    /** The database's name (POSTGRES_DB): what the embedded server and the bootstrap create. */
+    name: string
+    runMigrations: boolean
+    pool: PoolSettings
+    /** Role passwords the bootstrap (db-init/) sets. */
+    rolePasswords: { authApi: string; writeApi: string; readonly: string }
+    backupDir: string
+    pgBinDir: string | undefined
+  }
+  jwt: {
+    privateKeyPem: string | undefined
+    previousPublicKeysPem: string | undefined
+    issuer: string
+    audience: string
+    accessTokenTtlSeconds: number
+  }
+  refresh: { ttlSeconds: number; familyTtlSeconds: number; reuseGraceSeconds: number; pepper: string | undefined }
+  email: { requireVerification: boolean; tokenTtlSeconds: number }
+  mail: { smtpUrl: string | undefined; from: string; appUrl: string; allowInsecureAppUrl: boolean }
+  mailBudget: { max: number; windowSeconds: number }
+  pages: { appName: string; appUrl: string; loginUrl: string | undefined }
+  rateLimit: {
+    enabled: boolean
+    max: number
+    windowSeconds: number
+    credentialsMax: number
+    redisUrl: string | undefined
+    redisPrefix: string
+  }
+  lockout: { threshold: number; baseSeconds: number; maxSeconds: number; ipThreshold: number; windowSeconds: number }
+  deviceTtlSeconds: number
+  argon2: { memoryKiB: number; timeCost: number; parallelism: number }
+  password: { minLength: number; breachCheck: { url: string; timeoutMs: number; failOpen: boolean } | undefined }
+  cleanup: { intervalMs: number; unverifiedRetentionHours: number; auditRetentionDays: number }
+}
+
+export interface PoolSettings {
+  max: number
+  min: number
+  idleTimeoutMs: number
+  connectTimeoutMs: number
+  ssl: boolean
+  /** Named statements, prepared once per connection (DATABASE_STATEMENT_CACHE=on). */
+  statementCache: boolean
+}
+
+function fromEnv(env: Env): Config {
+  const url = env.DATABASE_URL ?? buildPostgresUrl(env)
+  return {
+    nodeEnv: env.NODE_ENV,
+    production: env.NODE_ENV === 'production',
+    logLevel: env.LOG_LEVEL,
+    dataDir: path.resolve(env.DATA_DIR),
+    http: {
+      host: env.HOST,
+      port: env.PORT,
+      bodyLimit: env.BODY_LIMIT,
+      trustProxy: parseTrustProxy(env.TRUST_PROXY),
+      corsOrigins: env.CORS_ORIGINS.split(',')
+        .map((o) => o.trim())
+        .filter((o) => o !== ''),
+      swagger: env.SWAGGER_ENABLED ?? env.NODE_ENV !== 'production',
+      metricsToken: env.METRICS_TOKEN,
+    },
+    database: {
+      url,
+      adminUrl: env.DATABASE_ADMIN_URL,
+      embedded: url === undefined,
+      embeddedPort: env.EMBEDDED_PG_PORT,
+      name: env.POSTGRES_DB,
+      runMigrations: env.RUN_MIGRATIONS ?? env.NODE_ENV !== 'production',
+      pool: {
+        max: env.DATABASE_POOL_MAX,
+        min: env.DATABASE_POOL_MIN,
+        idleTimeoutMs: env.DATABASE_IDLE_TIMEOUT_MS,
+        connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
+        ssl: env.DATABASE_SSL,
+        statementCache: env.DATABASE_STATEMENT_CACHE === 'on',
+      },
+      rolePasswords: {
+        authApi: env.AUTH_API_DB_PASSWORD,
+        writeApi: env.WRITE_API_DB_PASSWORD,
+        readonly: env.READONLY_DB_PASSWORD,
+      },
+      backupDir: env.BACKUP_DIR,
+      pgBinDir: env.PG_BIN_DIR,
+    },
+    jwt: {
+      privateKeyPem: env.JWT_PRIVATE_KEY,
+      previousPublicKeysPem: env.JWT_PREVIOUS_PUBLIC_KEYS,
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE,
+      accessTokenTtlSeconds: env.ACCESS_TOKEN_TTL_SECONDS,
+    },
+    refresh: {
+      ttlSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
+      familyTtlSeconds: env.REFRESH_FAMILY_TTL_SECONDS,
+      reuseGraceSeconds: env.REFRESH_REUSE_GRACE_SECONDS,
+      pepper: env.REFRESH_TOKEN_PEPPER,
+    },
+    email: { requireVerification: env.REQUIRE_EMAIL_VERIFICATION, tokenTtlSeconds: env.EMAIL_TOKEN_TTL_SECONDS },
+    mail: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, appUrl: env.APP_URL, allowInsecureAppUrl: env.ALLOW_INSECURE_APP_URL },
+    mailBudget: { max: env.MAIL_BUDGET_MAX, windowSeconds: env.MAIL_BUDGET_WINDOW_SECONDS },
+    pages: { appName: env.APP_NAME, appUrl: env.APP_URL, loginUrl: env.LOGIN_URL },
+    rateLimit: {
+      enabled: env.RATE_LIMIT_ENABLED,
+      max: env.RATE_LIMIT_MAX,
+      windowSeconds: env.RATE_LIMIT_WINDOW_SECONDS,
+      credentialsMax: env.RATE_LIMIT_CREDENTIALS_MAX,
+      redisUrl: env.REDIS_URL,
+      redisPrefix: env.RATE_LIMIT_REDIS_PREFIX,
+    },
+    lockout: {
+      threshold: env.LOCKOUT_THRESHOLD,
+      baseSeconds: env.LOCKOUT_BASE_SECONDS,
+      maxSeconds: env.LOCKOUT_MAX_SECONDS,
+      ipThreshold: env.LOCKOUT_IP_THRESHOLD,
+      windowSeconds: env.LOCKOUT_WINDOW_SECONDS,
+    },
+    deviceTtlSeconds: env.DEVICE_TOKEN_TTL_DAYS * 86_400,
+    argon2: { memoryKiB: env.ARGON2_MEMORY_KIB, timeCost: env.ARGON2_TIME_COST, parallelism: env.ARGON2_PARALLELISM },
+    password: {
+      minLength: env.PASSWORD_MIN_LENGTH,
+      breachCheck: env.PASSWORD_BREACH_CHECK
+        ? { url: env.PASSWORD_BREACH_API_URL, timeoutMs: env.PASSWORD_BREACH_TIMEOUT_MS, failOpen: env.PASSWORD_BREACH_FAIL_OPEN }
+        : undefined,
+    },
+    cleanup: {
+      intervalMs: env.CLEANUP_INTERVAL_MINUTES * 60_000,
+      unverifiedRetentionHours: env.UNVERIFIED_RETENTION_HOURS,
+      auditRetentionDays: env.AUDIT_RETENTION_DAYS,
+    },
+  }
 }
 
 /** false: ignore X-Forwarded-For; a number: trust that many hops; a list: trust those proxies. */
@@ -197,13 +347,6 @@ export const DEV_PASSWORDS: ReadonlySet<string> = new Set([
   'postgres_dev_password',
 ])
 
-/** CORS_ORIGINS is a comma-separated list. */
-export function corsOrigins(config: Config): string[] {
-  return config.CORS_ORIGINS.split(',')
-    .map((o) => o.trim())
-    .filter((o) => o !== '')
-}
-
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
@@ -240,36 +383,24 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, use: ConfigU
     const detail = errors.map((e) => `${e.path.slice(1) || '(root)'}: ${e.message}`).join('; ')
     throw new ConfigError(`invalid configuration: ${detail}`)
   }
-  const env = converted as Env
-  const databaseUrl = env.DATABASE_URL ?? buildPostgresUrl(env)
-  const embedded = databaseUrl === undefined
-  const config: Config = {
-    ...env,
-    dataDir: path.resolve(env.DATA_DIR),
-    databaseUrl,
-    databaseAdminUrl: env.DATABASE_ADMIN_URL,
-    embedded,
-    runMigrations: env.RUN_MIGRATIONS ?? env.NODE_ENV !== 'production',
-    trustProxy: parseTrustProxy(env.TRUST_PROXY),
-    swaggerEnabled: env.SWAGGER_ENABLED ?? env.NODE_ENV !== 'production',
-  }
+  const config = fromEnv(converted as Env)
   assertProductionSafe(config, use)
   return config
 }
 
 /** In production, refuse the development defaults instead of running insecurely. */
 export function assertProductionSafe(config: Config, use: ConfigUse = 'service'): void {
-  if (config.NODE_ENV !== 'production') return
+  if (!config.production) return
   const problems: string[] = []
   if (use === 'operations') {
-    if (config.embedded && config.databaseAdminUrl === undefined) {
+    if (config.database.embedded && config.database.adminUrl === undefined) {
       problems.push('DATABASE_ADMIN_URL is required (the embedded database is for development)')
     }
   } else {
-    if (config.embedded) problems.push('DATABASE_URL is required (the embedded database is for development)')
+    if (config.database.embedded) problems.push('DATABASE_URL is required (the embedded database is for development)')
     problems.push(...devRolePasswords(config))
   }
-  for (const url of [config.databaseUrl, config.databaseAdminUrl]) {
+  for (const url of [config.database.url, config.database.adminUrl]) {
     if (url === undefined) continue
     const password = safePassword(url)
     if (password !== undefined && DEV_PASSWORDS.has(password)) {
@@ -277,12 +408,12 @@ export function assertProductionSafe(config: Config, use: ConfigUse = 'service')
     }
   }
   if (use === 'service') {
-    if (config.JWT_PRIVATE_KEY === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
-    problems.push(...weakPepper(config.REFRESH_TOKEN_PEPPER))
+    if (config.jwt.privateKeyPem === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
+    problems.push(...weakPepper(config.refresh.pepper))
     // Always, not only with verification on: without SMTP, reset links would have nowhere to go.
-    if (config.SMTP_URL === undefined) problems.push('SMTP_URL is required (production never logs mail)')
-    if (!config.ALLOW_INSECURE_APP_URL) problems.push(...insecureAppUrl(config.APP_URL))
-    if (config.trustProxy === true) {
+    if (config.mail.smtpUrl === undefined) problems.push('SMTP_URL is required (production never logs mail)')
+    if (!config.mail.allowInsecureAppUrl) problems.push(...insecureAppUrl(config.mail.appUrl))
+    if (config.http.trustProxy === true) {
       problems.push('TRUST_PROXY=true trusts any client-written X-Forwarded-For; use a hop count or the proxy addresses')
     }
   }
@@ -295,9 +426,16 @@ export function assertProductionSafe(config: Config, use: ConfigUse = 'service')
  * need them at all.
  */
 export function devRolePasswords(config: Config): string[] {
-  return (['AUTH_API_DB_PASSWORD', 'WRITE_API_DB_PASSWORD', 'READONLY_DB_PASSWORD'] as const)
-    .filter((key) => DEV_PASSWORDS.has(config[key]))
-    .map((key) => `${key} is a development default`)
+  const { authApi, writeApi, readonly } = config.database.rolePasswords
+  return (
+    [
+      ['AUTH_API_DB_PASSWORD', authApi],
+      ['WRITE_API_DB_PASSWORD', writeApi],
+      ['READONLY_DB_PASSWORD', readonly],
+    ] as const
+  )
+    .filter(([, password]) => DEV_PASSWORDS.has(password))
+    .map(([key]) => `${key} is a development default`)
 }
 
 const LOCAL_HOSTS = /^(localhost|.*\.localhost|127(\.\d{1,3}){3}|\[::1\]|0\.0\.0\.0|\[::\])$/i

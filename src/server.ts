@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     await db.embedded?.stop()
   })
 
-  await app.listen({ host: config.HOST, port: config.PORT })
+  await app.listen({ host: config.http.host, port: config.http.port })
   app.log.info({ seconds: ((performance.now() - startedAt) / 1000).toFixed(2) }, 'ready')
 }
 

@@ -6,20 +6,23 @@ const GOOD_PEPPER = 'q3Vt7wYkP0sJ2nXcR9aLmE4hB6uZfD1gT8oKiW5yNvQxS-_rMjHbCe3pAlU
 
 t.test('defaults: development, embedded database, seed-000 pool settings', async (t) => {
   const c = loadConfig({})
-  t.equal(c.NODE_ENV, 'development')
-  t.equal(c.PORT, 8000)
-  t.ok(c.embedded)
-  t.equal(c.databaseUrl, undefined)
-  t.equal(c.runMigrations, true)
-  t.same([c.DATABASE_POOL_MAX, c.DATABASE_POOL_MIN, c.DATABASE_IDLE_TIMEOUT_MS, c.DATABASE_CONNECT_TIMEOUT_MS], [20, 5, 30_000, 10_000])
+  t.equal(c.nodeEnv, 'development')
+  t.equal(c.http.port, 8000)
+  t.ok(c.database.embedded)
+  t.equal(c.database.url, undefined)
+  t.equal(c.database.runMigrations, true)
+  t.same(
+    [c.database.pool.max, c.database.pool.min, c.database.pool.idleTimeoutMs, c.database.pool.connectTimeoutMs],
+    [20, 5, 30_000, 10_000],
+  )
 })
 
 t.test('strings are converted and validated; empty means unset', async (t) => {
   const c = loadConfig({ PORT: '9001', DATABASE_SSL: 'true', RUN_MIGRATIONS: 'false', DATABASE_URL: '' })
-  t.equal(c.PORT, 9001)
-  t.equal(c.DATABASE_SSL, true)
-  t.equal(c.runMigrations, false)
-  t.ok(c.embedded)
+  t.equal(c.http.port, 9001)
+  t.equal(c.database.pool.ssl, true)
+  t.equal(c.database.runMigrations, false)
+  t.ok(c.database.embedded)
   t.throws(() => loadConfig({ PORT: 'eighty' }), ConfigError)
   t.throws(() => loadConfig({ PORT: '70000' }), /PORT/)
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
@@ -28,10 +31,10 @@ t.test('strings are converted and validated; empty means unset', async (t) => {
 
 t.test('seed-003 POSTGRES_* variables build the connection when DATABASE_URL is unset', async (t) => {
   const c = loadConfig({ POSTGRES_HOST: 'postgres-db', POSTGRES_PASSWORD: 'p@ss word' })
-  t.notOk(c.embedded)
-  t.equal(c.databaseUrl, 'postgresql://auth_api_user:p%40ss%20word@postgres-db:5432/activitydb')
+  t.notOk(c.database.embedded)
+  t.equal(c.database.url, 'postgresql://auth_api_user:p%40ss%20word@postgres-db:5432/activitydb')
   const explicit = loadConfig({ POSTGRES_HOST: 'ignored', DATABASE_URL: 'postgresql://a@b/c' })
-  t.equal(explicit.databaseUrl, 'postgresql://a@b/c', 'DATABASE_URL wins')
+  t.equal(explicit.database.url, 'postgresql://a@b/c', 'DATABASE_URL wins')
 })
 
 t.test('production refuses development defaults', async (t) => {
@@ -64,7 +67,8 @@ t.test('production refuses development defaults', async (t) => {
   t.doesNotThrow(() => loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: admin }, 'operations'))
   t.throws(() => loadConfig({ NODE_ENV: 'production' }, 'operations'), /DATABASE_ADMIN_URL is required/)
   t.throws(
-    () => loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: 'postgresql://postgres:postgres_dev_password@db/activitydb' }, 'operations'),
+    () =>
+      loadConfig({ NODE_ENV: 'production', DATABASE_ADMIN_URL: 'postgresql://postgres:postgres_dev_password@db/activitydb' }, 'operations'),
     /development password/,
   )
   const ok = loadConfig({
@@ -78,9 +82,9 @@ t.test('production refuses development defaults', async (t) => {
     SMTP_URL: 'smtp://mail.internal:587',
     APP_URL: 'https://auth.example.com',
   })
-  t.equal(ok.runMigrations, false, 'production does not migrate at start unless asked')
-  t.equal(ok.swaggerEnabled, false, 'no /docs in production unless asked')
-  t.equal(ok.trustProxy, false)
+  t.equal(ok.database.runMigrations, false, 'production does not migrate at start unless asked')
+  t.equal(ok.http.swagger, false, 'no /docs in production unless asked')
+  t.equal(ok.http.trustProxy, false)
 })
 
 /** Everything production needs, so each test below changes one thing. */
@@ -118,41 +122,42 @@ t.test('production refuses a plain-http or localhost APP_URL unless ALLOW_INSECU
 })
 
 t.test('TRUST_PROXY: false, a hop count or proxy addresses; true only outside production', async (t) => {
-  t.equal(loadConfig({}).trustProxy, false, 'default')
-  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
-  t.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false, 'zero hops: nobody')
-  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
-  t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
-  t.same(loadConfig({ TRUST_PROXY: '127.0.0.1' }).trustProxy, ['127.0.0.1'])
-  t.same(loadConfig({ TRUST_PROXY: ' 127.0.0.1, 10.0.0.0/8 ,fd00::/8,::1,loopback' }).trustProxy, [
+  t.equal(loadConfig({}).http.trustProxy, false, 'default')
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).http.trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '0' }).http.trustProxy, false, 'zero hops: nobody')
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).http.trustProxy, 1)
+  t.equal(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy, 2)
+  t.same(loadConfig({ TRUST_PROXY: '127.0.0.1' }).http.trustProxy, ['127.0.0.1'])
+  t.same(loadConfig({ TRUST_PROXY: ' 127.0.0.1, 10.0.0.0/8 ,fd00::/8,::1,loopback' }).http.trustProxy, [
     '127.0.0.1',
     '10.0.0.0/8',
     'fd00::/8',
     '::1',
     'loopback',
   ])
-  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true, 'development may trust everyone')
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy, true, 'development may trust everyone')
   for (const bad of ['yes', '10.0.0.0/33', '10.0.0/8', 'proxy.internal', '127.0.0.1,', '::1/129', '1000', '-1']) {
     t.throws(() => loadConfig({ TRUST_PROXY: bad }), /TRUST_PROXY/, `refused: ${bad}`)
   }
   t.throws(() => loadConfig({ ...PRODUCTION, TRUST_PROXY: 'true' }), /TRUST_PROXY=true/, 'production refuses true')
-  t.same(loadConfig({ ...PRODUCTION, TRUST_PROXY: '10.0.0.0/8' }).trustProxy, ['10.0.0.0/8'], 'and takes a CIDR')
-  t.equal(loadConfig({ ...PRODUCTION, TRUST_PROXY: '1' }).trustProxy, 1, 'and a hop count')
+  t.same(loadConfig({ ...PRODUCTION, TRUST_PROXY: '10.0.0.0/8' }).http.trustProxy, ['10.0.0.0/8'], 'and takes a CIDR')
+  t.equal(loadConfig({ ...PRODUCTION, TRUST_PROXY: '1' }).http.trustProxy, 1, 'and a hop count')
 })
 
 t.test('SWAGGER_ENABLED defaults by NODE_ENV; METRICS_TOKEN and password settings are validated', async (t) => {
-  t.equal(loadConfig({}).swaggerEnabled, true, 'on in development')
-  t.equal(loadConfig(PRODUCTION).swaggerEnabled, false, 'off in production')
-  t.equal(loadConfig({ ...PRODUCTION, SWAGGER_ENABLED: 'true' }).swaggerEnabled, true, 'unless asked for')
-  t.equal(loadConfig({ SWAGGER_ENABLED: 'false' }).swaggerEnabled, false)
+  t.equal(loadConfig({}).http.swagger, true, 'on in development')
+  t.equal(loadConfig(PRODUCTION).http.swagger, false, 'off in production')
+  t.equal(loadConfig({ ...PRODUCTION, SWAGGER_ENABLED: 'true' }).http.swagger, true, 'unless asked for')
+  t.equal(loadConfig({ SWAGGER_ENABLED: 'false' }).http.swagger, false)
   t.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), /METRICS_TOKEN/, 'a guessable metrics token is refused')
-  t.equal(loadConfig({ METRICS_TOKEN: 'a'.repeat(32) }).METRICS_TOKEN, 'a'.repeat(32))
-  const c = loadConfig({})
-  t.same(
-    [c.PASSWORD_MIN_LENGTH, c.PASSWORD_BREACH_CHECK, c.PASSWORD_BREACH_API_URL, c.PASSWORD_BREACH_TIMEOUT_MS, c.PASSWORD_BREACH_FAIL_OPEN],
-    [8, false, 'https://api.pwnedpasswords.com', 1500, true],
-  )
-  t.equal(loadConfig({ PASSWORD_MIN_LENGTH: '15' }).PASSWORD_MIN_LENGTH, 15)
+  t.equal(loadConfig({ METRICS_TOKEN: 'a'.repeat(32) }).http.metricsToken, 'a'.repeat(32))
+  t.same(loadConfig({}).password, { minLength: 8, breachCheck: undefined }, 'the breach check is off by default')
+  t.same(loadConfig({ PASSWORD_BREACH_CHECK: 'true' }).password.breachCheck, {
+    url: 'https://api.pwnedpasswords.com',
+    timeoutMs: 1500,
+    failOpen: true,
+  })
+  t.equal(loadConfig({ PASSWORD_MIN_LENGTH: '15' }).password.minLength, 15)
   t.throws(() => loadConfig({ PASSWORD_MIN_LENGTH: '0' }), /PASSWORD_MIN_LENGTH/)
   t.throws(() => loadConfig({ PASSWORD_MIN_LENGTH: '129' }), /PASSWORD_MIN_LENGTH/)
   t.throws(() => loadConfig({ PASSWORD_BREACH_API_URL: 'ftp://x' }), /PASSWORD_BREACH_API_URL/)
@@ -185,10 +190,13 @@ t.test('REFRESH_TOKEN_PEPPER: required in production, at least 32 characters eve
   t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: 'changeme'.repeat(4) }), /REFRESH_TOKEN_PEPPER is not random enough/)
   t.match(refusal({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER.slice(0, 31) }), /REFRESH_TOKEN_PEPPER/, '31 characters')
   t.notMatch(refusal({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }), /REFRESH_TOKEN_PEPPER/, 'a random one is accepted')
-  t.equal(loadConfig({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }, 'operations').NODE_ENV, 'production',
-    'the operations CLI needs none')
+  t.equal(
+    loadConfig({ ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }, 'operations').nodeEnv,
+    'production',
+    'the operations CLI needs none',
+  )
 
-  t.equal(loadConfig({}).REFRESH_TOKEN_PEPPER, undefined, 'development: unset is allowed (one is generated under DATA_DIR)')
+  t.equal(loadConfig({}).refresh.pepper, undefined, 'development: unset is allowed (one is generated under DATA_DIR)')
   t.throws(() => loadConfig({ REFRESH_TOKEN_PEPPER: 'too-short' }), /REFRESH_TOKEN_PEPPER/, 'a short one is refused in development too')
 })
 
@@ -205,6 +213,6 @@ t.test('.env.example lists every variable of the schema, and loads as a valid de
   )
   for (const key of Object.keys(EnvSchema.properties)) t.ok(key in entries, `${key} is in .env.example`)
   const c = loadConfig(entries)
-  t.equal(c.NODE_ENV, 'development')
-  t.ok(c.embedded)
+  t.equal(c.nodeEnv, 'development')
+  t.ok(c.database.embedded)
 })

@@ -10,7 +10,6 @@ import t from 'tap'
 import { nodeArgs } from './helpers/child.ts'
 import { freePort } from './helpers/net.ts'
 
-
 async function waitReady(port: number, child: ChildProcess, output: () => string): Promise<Response> {
   const deadline = Date.now() + 90_000
   while (Date.now() < deadline) {

@@ -24,9 +24,42 @@ const envNumber = (name: string, fallback: number): number => {
 
 const profile = flags.smoke ? 'smoke' : flags.quick ? 'quick' : 'full'
 const defaults = {
-  full: { seconds: 10, repeats: 3, warmup: 3, users: 10_000, largeUsers: 1_000_000, largeTokens: 5_000_000, rss: 60, laterStarts: 3, enumPairs: 200, enumWarmup: 20 },
-  quick: { seconds: 3, repeats: 1, warmup: 1, users: 10_000, largeUsers: 100_000, largeTokens: 500_000, rss: 10, laterStarts: 1, enumPairs: 100, enumWarmup: 10 },
-  smoke: { seconds: 1, repeats: 1, warmup: 0, users: 300, largeUsers: 0, largeTokens: 0, rss: 1, laterStarts: 0, enumPairs: 5, enumWarmup: 1 },
+  full: {
+    seconds: 10,
+    repeats: 3,
+    warmup: 3,
+    users: 10_000,
+    largeUsers: 1_000_000,
+    largeTokens: 5_000_000,
+    rss: 60,
+    laterStarts: 3,
+    enumPairs: 200,
+    enumWarmup: 20,
+  },
+  quick: {
+    seconds: 3,
+    repeats: 1,
+    warmup: 1,
+    users: 10_000,
+    largeUsers: 100_000,
+    largeTokens: 500_000,
+    rss: 10,
+    laterStarts: 1,
+    enumPairs: 100,
+    enumWarmup: 10,
+  },
+  smoke: {
+    seconds: 1,
+    repeats: 1,
+    warmup: 0,
+    users: 300,
+    largeUsers: 0,
+    largeTokens: 0,
+    rss: 1,
+    laterStarts: 0,
+    enumPairs: 5,
+    enumWarmup: 1,
+  },
 }[profile]
 
 export const options = {

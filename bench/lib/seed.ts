@@ -224,26 +224,33 @@ export async function seed(adminUrl: string, opts: SeedOptions): Promise<SeedRes
   } finally {
     const indexStarted = performance.now()
     await recreateIndexes(adminUrl, rebuild)
-    if (rebuild.length > 0) log(`COPY in ${((indexStarted - started) / 1000).toFixed(1)} s, ${rebuild.length} indexes rebuilt in ${((performance.now() - indexStarted) / 1000).toFixed(1)} s`)
+    if (rebuild.length > 0)
+      log(
+        `COPY in ${((indexStarted - started) / 1000).toFixed(1)} s, ${rebuild.length} indexes rebuilt in ${((performance.now() - indexStarted) / 1000).toFixed(1)} s`,
+      )
   }
   log(`seeded ${users} users and ${tokens} refresh tokens in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 
   const extra = await withAdmin(adminUrl, async (c) => {
-    await c.query(`SELECT setval(pg_get_serial_sequence('activity.refresh_tokens', 'id'), GREATEST((SELECT max(id) FROM activity.refresh_tokens), 1))`)
-    const attempts = (opts.loginAttempts ?? 0) > 0
-      ? await copyFrom(
-          c,
-          'activity.login_attempts (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)',
-          chunked(loginAttemptRows(opts.loginAttempts ?? 0, at)),
-        )
-      : 0
-    const emailTokens = (opts.emailTokens ?? 0) > 0 && opts.users > 0
-      ? await copyFrom(
-          c,
-          'activity.email_tokens (user_id, purpose, token_hash, email, created_at, expires_at, used_at)',
-          chunked(emailTokenRows(opts.emailTokens ?? 0, opts.users, at)),
-        )
-      : 0
+    await c.query(
+      `SELECT setval(pg_get_serial_sequence('activity.refresh_tokens', 'id'), GREATEST((SELECT max(id) FROM activity.refresh_tokens), 1))`,
+    )
+    const attempts =
+      (opts.loginAttempts ?? 0) > 0
+        ? await copyFrom(
+            c,
+            'activity.login_attempts (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)',
+            chunked(loginAttemptRows(opts.loginAttempts ?? 0, at)),
+          )
+        : 0
+    const emailTokens =
+      (opts.emailTokens ?? 0) > 0 && opts.users > 0
+        ? await copyFrom(
+            c,
+            'activity.email_tokens (user_id, purpose, token_hash, email, created_at, expires_at, used_at)',
+            chunked(emailTokenRows(opts.emailTokens ?? 0, opts.users, at)),
+          )
+        : 0
     return { attempts, emailTokens }
   })
 

@@ -35,7 +35,13 @@ interface EnumTimes {
   probe: number[]
 }
 
-async function requestThenProbe(url: string, flow: EnumFlow, kind: EnumKind, i: number, failures: Map<string, number>): Promise<[number, number]> {
+async function requestThenProbe(
+  url: string,
+  flow: EnumFlow,
+  kind: EnumKind,
+  i: number,
+  failures: Map<string, number>,
+): Promise<[number, number]> {
   const fail = (what: string) => failures.set(what, (failures.get(what) ?? 0) + 1)
   let started = performance.now()
   const res = await fetch(`${url}${flow.path}`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(flow.body(kind, i)) })
@@ -113,7 +119,9 @@ export async function enumSection(ctx: Context): Promise<void> {
     for (const flow of flows) {
       const pairs = flow.hashes === true ? Math.ceil(options.enumPairs / 2) : options.enumPairs
       const warmup = flow.hashes === true ? Math.ceil(options.enumWarmup / 2) : options.enumWarmup
-      log(`enum: ${flow.name}, ${flow.labels.known} vs ${flow.labels.unknown}: ${warmup} + ${pairs} interleaved pairs, a readiness probe after each request`)
+      log(
+        `enum: ${flow.name}, ${flow.labels.known} vs ${flow.labels.unknown}: ${warmup} + ${pairs} interleaved pairs, a readiness probe after each request`,
+      )
       const times: Record<EnumKind, EnumTimes> = { known: { request: [], probe: [] }, unknown: { request: [], probe: [] } }
       const failures = new Map<string, number>()
       for (let i = 0; i < warmup + pairs; i++) {
@@ -135,9 +143,27 @@ export async function enumSection(ctx: Context): Promise<void> {
       }
       const label = `${flow.labels.known} ÷ ${flow.labels.unknown}`
       if (flow.probeOnly !== true) {
-        ratioRow('enum', `enumeration: ${flow.name} p50, ${label}`, median(known.request), median(unknown.request), 'ms', { within: 0.1 }, `${describe('request')}${failedNote}`, failed)
+        ratioRow(
+          'enum',
+          `enumeration: ${flow.name} p50, ${label}`,
+          median(known.request),
+          median(unknown.request),
+          'ms',
+          { within: 0.1 },
+          `${describe('request')}${failedNote}`,
+          failed,
+        )
       }
-      ratioRow('enum', `enumeration: health probe after ${flow.name}, ${label}`, median(known.probe), median(unknown.probe), 'ms', { within: 0.1 }, `${describe('probe')}${flow.probeOnly === true ? failedNote : ''}`, failed)
+      ratioRow(
+        'enum',
+        `enumeration: health probe after ${flow.name}, ${label}`,
+        median(known.probe),
+        median(unknown.probe),
+        'ms',
+        { within: 0.1 },
+        `${describe('probe')}${flow.probeOnly === true ? failedNote : ''}`,
+        failed,
+      )
     }
     log(`enum: ${sink.delivered()} mails accepted by the bench's SMTP sink; ${((performance.now() - sectionStarted) / 1000).toFixed(0)} s`)
   } finally {

@@ -22,7 +22,9 @@ export async function growthSection(ctx: Context): Promise<void> {
     log('growth: skipped (prepared database: no server to create the large one on)')
     return
   }
-  log(`growth: seeding ${options.largeUsers.toLocaleString('en-US')} users and ${options.largeTokens.toLocaleString('en-US')} refresh tokens (COPY)`)
+  log(
+    `growth: seeding ${options.largeUsers.toLocaleString('en-US')} users and ${options.largeTokens.toLocaleString('en-US')} refresh tokens (COPY)`,
+  )
   const large = await ctx.server.createDatabase('large')
   const seeded = await seed(large.adminUrl, { users: options.largeUsers, tokens: options.largeTokens, passwordHash: ctx.passwordHash, log })
   const largePool = new pg.Pool({ connectionString: large.serviceUrl, max: 4 })
@@ -49,8 +51,26 @@ export async function growthSection(ctx: Context): Promise<void> {
     const size = `${compact(options.largeUsers)} users / ${compact(options.largeTokens)} tokens vs ${compact(options.users)} users`
     const { small: ls, large: ll } = login
     const { small: rs, large: rl } = refresh
-    ratioRow('growth', `growth: login p50, ${size}`, ll.p50, ls.p50, 'ms', { atMost: 1.2 }, `req/s ${fmt(ll.rps)} vs ${fmt(ls.rps)}`, count(ll, ls))
-    ratioRow('growth', `growth: refresh p50, ${size}`, rl.p50, rs.p50, 'ms', { atMost: 1.2 }, `req/s ${fmt(rl.rps)} vs ${fmt(rs.rps)}`, count(rl, rs))
+    ratioRow(
+      'growth',
+      `growth: login p50, ${size}`,
+      ll.p50,
+      ls.p50,
+      'ms',
+      { atMost: 1.2 },
+      `req/s ${fmt(ll.rps)} vs ${fmt(ls.rps)}`,
+      count(ll, ls),
+    )
+    ratioRow(
+      'growth',
+      `growth: refresh p50, ${size}`,
+      rl.p50,
+      rs.p50,
+      'ms',
+      { atMost: 1.2 },
+      `req/s ${fmt(rl.rps)} vs ${fmt(rs.rps)}`,
+      count(rl, rs),
+    )
     reportRow('growth', 'seed-large (COPY) time', seeded.seconds, 's', `${compact(seeded.users)} users, ${compact(seeded.tokens)} tokens`)
   } finally {
     await largeService.child.stop()

@@ -41,10 +41,43 @@ export async function httpSection(ctx: Context): Promise<void> {
     const { ours: refOurs, ceiling: refCeil } = refresh
     ctx.ours.me = meOurs
     ctx.ours.refresh = refOurs
-    ratioRow('http', 'refresh/s', refOurs.rps, refCeil.rps, 'req/s', { atLeast: 0.7 }, `${failuresNote(refOurs, refCeil)} ${ctx.chains.statuses()}`.trim(), count(refOurs, refCeil))
-    ratioRow('http', 'GET /api/auth/me req/s', meOurs.rps, meBare.rps, 'req/s', { atLeast: 0.5 }, failuresNote(meOurs, meBare), count(meOurs, meBare))
-    ratioRow('http', 'GET /api/health/live req/s', liveOurs.rps, liveBare.rps, 'req/s', { atLeast: 0.9 }, failuresNote(liveOurs, liveBare), count(liveOurs, liveBare))
-    reportRow('http', `p99 refresh @${connections} conn`, refOurs.p99, 'ms', `p50 ${fmt(refOurs.p50)} ms; ceiling p99 ${fmt(refCeil.p99)} ms`)
+    ratioRow(
+      'http',
+      'refresh/s',
+      refOurs.rps,
+      refCeil.rps,
+      'req/s',
+      { atLeast: 0.7 },
+      `${failuresNote(refOurs, refCeil)} ${ctx.chains.statuses()}`.trim(),
+      count(refOurs, refCeil),
+    )
+    ratioRow(
+      'http',
+      'GET /api/auth/me req/s',
+      meOurs.rps,
+      meBare.rps,
+      'req/s',
+      { atLeast: 0.5 },
+      failuresNote(meOurs, meBare),
+      count(meOurs, meBare),
+    )
+    ratioRow(
+      'http',
+      'GET /api/health/live req/s',
+      liveOurs.rps,
+      liveBare.rps,
+      'req/s',
+      { atLeast: 0.9 },
+      failuresNote(liveOurs, liveBare),
+      count(liveOurs, liveBare),
+    )
+    reportRow(
+      'http',
+      `p99 refresh @${connections} conn`,
+      refOurs.p99,
+      'ms',
+      `p50 ${fmt(refOurs.p50)} ms; ceiling p99 ${fmt(refCeil.p99)} ms`,
+    )
     reportRow('http', `p99 me @${connections} conn`, meOurs.p99, 'ms', `p50 ${fmt(meOurs.p50)} ms; bare p99 ${fmt(meBare.p99)} ms`)
   } finally {
     await bare.child.stop()

@@ -111,11 +111,49 @@ export async function peerSection(ctx: Context): Promise<void> {
     )
     const { signIn, getSession, refresh } = result
     const ours = ctx.ours
-    if (ours.login) ratioRow('peer', 'peer: sign-in/s, ours ÷ better-auth', ours.login.rps, signIn.rps, 'req/s', { atLeast: 1 }, failuresNote(signIn), count(signIn))
-    if (ours.me) ratioRow('peer', 'peer: get-session/s (ours: GET /me), ours ÷ better-auth', ours.me.rps, getSession.rps, 'req/s', { atLeast: 1 }, `their p99 ${fmt(getSession.p99)} ms ${failuresNote(getSession)}`.trim(), count(getSession))
-    if (ours.refresh) ratioRow('peer', 'peer: session refresh/s (theirs: get-session, updateAge 0), ours ÷ better-auth', ours.refresh.rps, refresh.rps, 'req/s', { atLeast: 1 }, `their p99 ${fmt(refresh.p99)} ms ${failuresNote(refresh)}`.trim(), count(refresh))
+    if (ours.login)
+      ratioRow(
+        'peer',
+        'peer: sign-in/s, ours ÷ better-auth',
+        ours.login.rps,
+        signIn.rps,
+        'req/s',
+        { atLeast: 1 },
+        failuresNote(signIn),
+        count(signIn),
+      )
+    if (ours.me)
+      ratioRow(
+        'peer',
+        'peer: get-session/s (ours: GET /me), ours ÷ better-auth',
+        ours.me.rps,
+        getSession.rps,
+        'req/s',
+        { atLeast: 1 },
+        `their p99 ${fmt(getSession.p99)} ms ${failuresNote(getSession)}`.trim(),
+        count(getSession),
+      )
+    if (ours.refresh)
+      ratioRow(
+        'peer',
+        'peer: session refresh/s (theirs: get-session, updateAge 0), ours ÷ better-auth',
+        ours.refresh.rps,
+        refresh.rps,
+        'req/s',
+        { atLeast: 1 },
+        `their p99 ${fmt(refresh.p99)} ms ${failuresNote(refresh)}`.trim(),
+        count(refresh),
+      )
     const { argon2Ms, scryptMs } = await verifyCosts(ctx.hasher, ctx.passwordHash)
-    ratioRow('peer', 'peer: one password verify, ours ÷ theirs (cost)', argon2Ms, scryptMs, 'ms', {}, 'ours argon2id m=19456 KiB t=2 p=1; theirs scrypt N=16384 r=16 p=1 (node:crypto); median of 9, one at a time')
+    ratioRow(
+      'peer',
+      'peer: one password verify, ours ÷ theirs (cost)',
+      argon2Ms,
+      scryptMs,
+      'ms',
+      {},
+      'ours argon2id m=19456 KiB t=2 p=1; theirs scrypt N=16384 r=16 p=1 (node:crypto); median of 9, one at a time',
+    )
   } finally {
     await child.stop()
   }

@@ -29,14 +29,32 @@ export async function rssSection(ctx: Context): Promise<void> {
         c.kind = pick < 5 ? 'login' : pick < 30 ? 'refresh' : pick < 80 ? 'me' : 'live'
         switch (c.kind) {
           case 'login':
-            return { ...req, method: 'POST', path: '/api/auth/login', headers: JSON_HEADERS, body: JSON.stringify({ email: benchEmail(randomInt(options.users)), password: BENCH_PASSWORD }) }
+            return {
+              ...req,
+              method: 'POST',
+              path: '/api/auth/login',
+              headers: JSON_HEADERS,
+              body: JSON.stringify({ email: benchEmail(randomInt(options.users)), password: BENCH_PASSWORD }),
+            }
           case 'refresh': {
             const chain = chains.checkout()
             c.chain = chain
-            return { ...req, method: 'POST', path: '/api/auth/refresh', headers: JSON_HEADERS, body: JSON.stringify({ refreshToken: chains.tokens[chain] }) }
+            return {
+              ...req,
+              method: 'POST',
+              path: '/api/auth/refresh',
+              headers: JSON_HEADERS,
+              body: JSON.stringify({ refreshToken: chains.tokens[chain] }),
+            }
           }
           case 'me':
-            return { ...req, method: 'GET', path: '/api/auth/me', headers: { authorization: `Bearer ${access[randomInt(access.length)] as string}` }, body: undefined }
+            return {
+              ...req,
+              method: 'GET',
+              path: '/api/auth/me',
+              headers: { authorization: `Bearer ${access[randomInt(access.length)] as string}` },
+              body: undefined,
+            }
           default:
             return { ...req, method: 'GET', path: '/api/health/live', headers: {}, body: undefined }
         }

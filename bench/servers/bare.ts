@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { serverOptions } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
-import { MeSchema } from '../../src/routes/auth/index.ts'
+import { MeSchema } from '../../src/schemas/auth.ts'
 
 const config = loadConfig()
 const app = Fastify(serverOptions(config))
@@ -21,4 +21,4 @@ app.get('/api/auth/me', { schema: { response: { 200: MeSchema } } }, async () =>
 process.on('SIGTERM', () => {
   void app.close().finally(() => process.exit(0))
 })
-await app.listen({ host: config.HOST, port: config.PORT })
+await app.listen({ host: config.http.host, port: config.http.port })

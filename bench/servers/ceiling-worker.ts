@@ -15,16 +15,12 @@ import { percentile, type Sample } from '../lib/load.ts'
 import { BENCH_PASSWORD, benchUserId } from '../lib/seed.ts'
 
 const config = loadConfig()
-const hasher = createPasswordHasher({
-  memoryKiB: config.ARGON2_MEMORY_KIB,
-  timeCost: config.ARGON2_TIME_COST,
-  parallelism: config.ARGON2_PARALLELISM,
-})
-const pool = createPool(config, config.databaseUrl as string)
+const hasher = createPasswordHasher(config.argon2)
+const pool = createPool(config.database.pool, config.database.url as string)
 const [firstUser, userCount] = (process.env.BENCH_CEILING_USERS ?? '0:50').split(':').map(Number) as [number, number]
 // The service's (bench/run.ts sets one: production mode requires it).
-const pepper = config.REFRESH_TOKEN_PEPPER ?? 'ceiling-worker-refresh-token-pepper-0123456789'
-const policy = { idle: config.REFRESH_TOKEN_TTL_SECONDS, family: config.REFRESH_FAMILY_TTL_SECONDS, grace: config.REFRESH_REUSE_GRACE_SECONDS }
+const pepper = config.refresh.pepper ?? 'ceiling-worker-refresh-token-pepper-0123456789'
+const policy = { idle: config.refresh.ttlSeconds, family: config.refresh.familyTtlSeconds, grace: config.refresh.reuseGraceSeconds }
 
 /** `concurrency` loops calling op for `seconds`; latencies of completed ops. */
 async function closedLoop(seconds: number, concurrency: number, op: (worker: number) => Promise<boolean>): Promise<Sample> {
@@ -42,7 +38,13 @@ async function closedLoop(seconds: number, concurrency: number, op: (worker: num
     }),
   )
   const elapsed = (performance.now() - started) / 1000
-  return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures, total: latencies.length + failures }
+  return {
+    rps: latencies.length / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    failures,
+    total: latencies.length + failures,
+  }
 }
 
 let digest: string | undefined
@@ -57,7 +59,13 @@ const chains: string[] = []
 async function chainFor(i: number): Promise<string> {
   const user = firstUser + (i % userCount)
   const t = newRefreshToken()
-  await saveRefreshToken(pool, { userId: benchUserId(user), tokenHash: t.hash, jti: t.jti, idleTtlSeconds: policy.idle, familyTtlSeconds: policy.family })
+  await saveRefreshToken(pool, {
+    userId: benchUserId(user),
+    tokenHash: t.hash,
+    jti: t.jti,
+    idleTtlSeconds: policy.idle,
+    familyTtlSeconds: policy.family,
+  })
   return t.token
 }
 

@@ -41,10 +41,7 @@ function algorithmOf(key: KeyObject): JwtAlgorithm {
 
 /** RFC 7638 thumbprint: SHA-256 over the required members in lexical order. */
 function thumbprint(jwk: JsonWebKey): string {
-  const members =
-    jwk.kty === 'OKP'
-      ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x }
-      : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }
+  const members = jwk.kty === 'OKP' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url')
 }
 

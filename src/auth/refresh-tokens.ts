@@ -47,7 +47,8 @@ export interface PepperOptions {
  */
 export async function loadRefreshTokenPepper(opts: PepperOptions): Promise<string> {
   if (opts.pepper !== undefined && opts.pepper !== '') {
-    if (opts.pepper.length < PEPPER_MIN_LENGTH) throw new Error(`REFRESH_TOKEN_PEPPER must be at least ${String(PEPPER_MIN_LENGTH)} characters`)
+    if (opts.pepper.length < PEPPER_MIN_LENGTH)
+      throw new Error(`REFRESH_TOKEN_PEPPER must be at least ${String(PEPPER_MIN_LENGTH)} characters`)
     return opts.pepper
   }
   if (opts.production) throw new Error('REFRESH_TOKEN_PEPPER is required in production')
@@ -55,7 +56,8 @@ export async function loadRefreshTokenPepper(opts: PepperOptions): Promise<strin
   const file = path.join(dir, 'refresh-token-pepper')
   const stored = async (): Promise<string> => {
     const pepper = (await readFile(file, 'utf8')).trim()
-    if (pepper.length < PEPPER_MIN_LENGTH) throw new Error(`${file} holds fewer than ${String(PEPPER_MIN_LENGTH)} characters: delete it to generate a new pepper`)
+    if (pepper.length < PEPPER_MIN_LENGTH)
+      throw new Error(`${file} holds fewer than ${String(PEPPER_MIN_LENGTH)} characters: delete it to generate a new pepper`)
     return pepper
   }
   try {

@@ -7,8 +7,9 @@
 // - mail goes out in the background so its latency cannot tell accounts apart;
 // - every security event is written to audit_logs by the procedures themselves.
 import type { FastifyBaseLogger } from 'fastify'
-import * as db from '../db/procedures.ts'
+import * as sp from '../db/procedures.ts'
 import { DbError } from '../db/errors.ts'
+import type { LoginOutcome } from '../plugins/metrics.ts'
 import { badRequest, dbProblem, forbidden, HttpProblem, notFound, tooManyRequests, unauthorized } from '../http/problem.ts'
 import type { Mailer } from './mailer.ts'
 import type { PasswordPolicy } from './password-policy.ts'
@@ -22,15 +23,15 @@ export interface AuthPolicy {
   refreshFamilyTtlSeconds: number
   refreshReuseGraceSeconds: number
   emailTokenTtlSeconds: number
-  lockout: db.LockoutPolicy
+  lockout: sp.LockoutPolicy
   /** How long a device that logged in stays trusted (its own lockout counter). */
   deviceTtlSeconds: number
   /** Mails of one kind per recipient address and window, across every instance. */
-  mailBudget: db.MailBudget
+  mailBudget: sp.MailBudget
 }
 
 export interface AuthServiceDeps {
-  db: db.Queryable
+  db: sp.Queryable
   hasher: PasswordHasher
   /** Length, common and (optionally) breached passwords: password-policy.ts. */
   passwordPolicy: PasswordPolicy
@@ -40,13 +41,13 @@ export interface AuthServiceDeps {
   signAccessToken: (claims: { userId: string; sessionId: string }) => Promise<{ token: string; expiresIn: number }>
   /** The successor of a presented refresh token, derived under REFRESH_TOKEN_PEPPER (refresh-tokens.ts). */
   deriveRefreshSuccessor: (presented: string) => RefreshSuccessor
-  onLoginOutcome?: (outcome: string) => void
+  onLoginOutcome?: (outcome: LoginOutcome) => void
   onRefreshReuse?: () => void
   /** A mail that was due but not sent: its recipient is over the mail budget. */
   onMailSuppressed?: (kind: MailKind) => void
 }
 
-export type MailKind = db.EmailTokenPurpose | 'account_exists'
+export type MailKind = sp.EmailTokenPurpose | 'account_exists'
 
 export interface TokenPair {
   accessToken: string
@@ -60,7 +61,7 @@ export interface LoginResult extends TokenPair {
   deviceToken: string
 }
 
-export type Ctx = db.RequestContext
+export type Ctx = sp.RequestContext
 
 const INVALID_CREDENTIALS = () => unauthorized('invalid_credentials', 'email or password is incorrect')
 const INVALID_REFRESH = () => unauthorized('invalid_refresh_token', 'refresh token is invalid, expired or revoked')
@@ -97,7 +98,7 @@ export class AuthService {
     this.deps.log.warn({ event: 'mail_suppressed', kind, requestId: ctx.requestId }, 'mail not sent: recipient over its mail budget')
   }
 
-  private sendLink(purpose: db.EmailTokenPurpose, to: string, token: string): void {
+  private sendLink(purpose: sp.EmailTokenPurpose, to: string, token: string): void {
     const { mailer } = this.deps
     this.background(`${purpose} mail`, () =>
       purpose === 'verify_email' ? mailer.sendVerification(to, token) : mailer.sendPasswordReset(to, token),
@@ -108,9 +109,9 @@ export class AuthService {
    * Forgot-password and resend-verification: one procedure call that takes the same
    * path for every address (a token is made for each; only an eligible account's is stored and mailed).
    */
-  private async requestLink(email: string, purpose: db.EmailTokenPurpose, ctx: Ctx): Promise<void> {
+  private async requestLink(email: string, purpose: sp.EmailTokenPurpose, ctx: Ctx): Promise<void> {
     const { token, hash } = newEmailToken()
-    const result = await db.requestEmailLink(this.deps.db, {
+    const result = await sp.requestEmailLink(this.deps.db, {
       email,
       purpose,
       tokenHash: hash,
@@ -128,7 +129,7 @@ export class AuthService {
     // call and one queued mail either way: the two paths cost the same.
     const hashed = await this.deps.hasher.hash(password)
     const { token, hash } = newEmailToken()
-    const result = await db.signup(this.deps.db, {
+    const result = await sp.signup(this.deps.db, {
       email,
       hashedPassword: hashed,
       tokenHash: hash,
@@ -149,7 +150,7 @@ export class AuthService {
   async verifyEmail(token: string, ctx: Ctx): Promise<void> {
     if (!isWellFormedToken(token)) throw badRequest('invalid_token', 'verification link is invalid')
     try {
-      await db.consumeEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', ctx })
+      await sp.consumeEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', ctx })
     } catch (err) {
       throw linkProblem(err)
     }
@@ -167,11 +168,11 @@ export class AuthService {
     deviceToken: string | undefined,
     failure: 'login_failed' | 'reauth_failed',
     ctx: Ctx,
-  ): Promise<{ user: db.BegunLogin & { userId: string; email: string; hashedPassword: string }; deviceHash: string | null }> {
+  ): Promise<{ user: sp.BegunLogin & { userId: string; email: string; hashedPassword: string }; deviceHash: string | null }> {
     const { policy } = this.deps
     const ip = ctx.ip ?? null
     const presented = deviceToken !== undefined && isWellFormedToken(deviceToken) ? hashToken(deviceToken) : null
-    const begun = await db.beginLogin(this.deps.db, {
+    const begun = await sp.beginLogin(this.deps.db, {
       email: who.email ?? null,
       userId: who.userId ?? null,
       ip,
@@ -192,7 +193,7 @@ export class AuthService {
       await this.deps.hasher.dummyVerify(password)
     }
     if (!ok || begun.userId === null || begun.email === null || begun.hashedPassword === null) {
-      const failed = await db.endLoginAttempt(this.deps.db, {
+      const failed = await sp.endLoginAttempt(this.deps.db, {
         email: begun.email ?? who.email ?? '',
         ip,
         deviceHash,
@@ -213,7 +214,7 @@ export class AuthService {
 
   /** A right password that starts no session gives its reservation back. */
   private async passwordAccepted(email: string, deviceHash: string | null, ctx: Ctx): Promise<void> {
-    await db.endLoginAttempt(this.deps.db, {
+    await sp.endLoginAttempt(this.deps.db, {
       email,
       ip: ctx.ip ?? null,
       deviceHash,
@@ -233,11 +234,11 @@ export class AuthService {
     }
     if (this.deps.hasher.needsRehash(user.hashedPassword)) {
       const rehashed = await this.deps.hasher.hash(password)
-      await db.updatePassword(this.deps.db, { userId: user.userId, hashedPassword: rehashed, endSessions: false, ctx })
+      await sp.updatePassword(this.deps.db, { userId: user.userId, hashedPassword: rehashed, endSessions: false, ctx })
     }
     // A trusted device keeps its token; any other gets a new one.
     const device = deviceHash !== null && deviceToken !== undefined ? { token: deviceToken, hash: deviceHash } : newEmailToken()
-    await db.completeLogin(this.deps.db, {
+    await sp.completeLogin(this.deps.db, {
       userId: user.userId,
       ip: ctx.ip ?? null,
       deviceHash,
@@ -253,7 +254,7 @@ export class AuthService {
 
   private async startSession(userId: string, ctx: Ctx): Promise<TokenPair> {
     const refresh = newRefreshToken()
-    const saved = await db.saveRefreshToken(this.deps.db, {
+    const saved = await sp.saveRefreshToken(this.deps.db, {
       userId,
       tokenHash: refresh.hash,
       jti: refresh.jti,
@@ -275,7 +276,7 @@ export class AuthService {
     // passes the same successor, and the procedure hands that one out again instead of
     // minting a second (which would fork the session).
     const next = this.deps.deriveRefreshSuccessor(refreshToken)
-    const result = await db.rotateRefreshToken(this.deps.db, {
+    const result = await sp.rotateRefreshToken(this.deps.db, {
       tokenHash: hashToken(refreshToken),
       newTokenHash: next.hash,
       newJti: next.jti,
@@ -297,24 +298,22 @@ export class AuthService {
         'refresh retry refused: successor derived differently (is REFRESH_TOKEN_PEPPER the same on every instance?)',
       )
     }
-    if ((result.status !== 'rotated' && result.status !== 'grace') || result.userId === null || result.familyId === null) {
-      throw INVALID_REFRESH()
-    }
+    if (result.status !== 'rotated' && result.status !== 'grace') throw INVALID_REFRESH()
     return this.pair(result.userId, result.familyId, next.token)
   }
 
   async logout(refreshToken: string, ctx: Ctx): Promise<void> {
     // Idempotent: an unknown or already ended session is not an error for logout.
     if (!isWellFormedToken(refreshToken)) return
-    await db.revokeRefreshToken(this.deps.db, { tokenHash: hashToken(refreshToken), reason: 'logout', ctx })
+    await sp.revokeRefreshToken(this.deps.db, { tokenHash: hashToken(refreshToken), reason: 'logout', ctx })
   }
 
   async logoutAll(userId: string, ctx: Ctx): Promise<void> {
-    await db.revokeUserSessions(this.deps.db, { userId, exceptFamilyId: null, reason: 'logout_all', ctx })
+    await sp.revokeUserSessions(this.deps.db, { userId, exceptFamilyId: null, reason: 'logout_all', ctx })
   }
 
-  async me(userId: string): Promise<db.UserRow> {
-    const user = await db.getUserById(this.deps.db, { userId })
+  async me(userId: string): Promise<sp.UserRow> {
+    const user = await sp.getUserById(this.deps.db, { userId })
     if (user?.isActive !== true) throw unauthorized('invalid_token', 'session ended')
     return user
   }
@@ -337,14 +336,14 @@ export class AuthService {
 
   async deleteAccount(userId: string, password: string, ctx: Ctx): Promise<void> {
     await this.reauthenticate(userId, password, ctx)
-    await db.deactivateUser(this.deps.db, { userId, ctx })
+    await sp.deactivateUser(this.deps.db, { userId, ctx })
   }
 
   async changePassword(userId: string, sessionId: string, current: string, next: string, ctx: Ctx): Promise<void> {
     await this.assertPolicy(next)
     const email = await this.reauthenticate(userId, current, ctx)
     const hashed = await this.deps.hasher.hash(next)
-    const ended = await db.updatePassword(this.deps.db, { userId, hashedPassword: hashed, endSessions: true, keepFamilyId: sessionId, ctx })
+    const ended = await sp.updatePassword(this.deps.db, { userId, hashedPassword: hashed, endSessions: true, keepFamilyId: sessionId, ctx })
     this.deps.log.info({ event: 'password_changed', userId, sessionsEnded: ended, requestId: ctx.requestId }, 'password changed')
     this.noticePasswordChanged(email)
   }
@@ -357,9 +356,9 @@ export class AuthService {
     if (!isWellFormedToken(token)) throw badRequest('invalid_token', 'reset link is invalid')
     await this.assertPolicy(newPassword)
     const hashed = await this.deps.hasher.hash(newPassword)
-    let consumed: db.ConsumedEmailToken
+    let consumed: sp.ConsumedEmailToken
     try {
-      consumed = await db.consumeEmailToken(this.deps.db, {
+      consumed = await sp.consumeEmailToken(this.deps.db, {
         tokenHash: hashToken(token),
         purpose: 'reset_password',
         newHashedPassword: hashed,
@@ -383,7 +382,11 @@ export class AuthService {
       await this.verifyEmail(token, ctx)
     } catch (err) {
       if (!isProblem(err, 'token_used')) throw err
-      const used = await db.getUsedEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', windowSeconds: LINK_REPEAT_WINDOW_SECONDS })
+      const used = await sp.getUsedEmailToken(this.deps.db, {
+        tokenHash: hashToken(token),
+        purpose: 'verify_email',
+        windowSeconds: LINK_REPEAT_WINDOW_SECONDS,
+      })
       if (used?.isVerified !== true) throw err
     }
   }
@@ -409,18 +412,22 @@ export class AuthService {
       await this.resetPassword(token, newPassword, ctx)
     } catch (err) {
       if (!isProblem(err, 'token_used')) throw err
-      const used = await db.getUsedEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'reset_password', windowSeconds: LINK_REPEAT_WINDOW_SECONDS })
+      const used = await sp.getUsedEmailToken(this.deps.db, {
+        tokenHash: hashToken(token),
+        purpose: 'reset_password',
+        windowSeconds: LINK_REPEAT_WINDOW_SECONDS,
+      })
       if (used?.hashedPassword == null || !(await this.deps.hasher.verify(used.hashedPassword, newPassword))) throw err
     }
   }
 
   async sessions(userId: string, currentSessionId: string) {
-    const rows = await db.listUserSessions(this.deps.db, { userId })
+    const rows = await sp.listUserSessions(this.deps.db, { userId })
     return rows.map((s) => ({ ...s, current: s.familyId === currentSessionId }))
   }
 
   async endSession(userId: string, sessionId: string, ctx: Ctx): Promise<void> {
-    const ended = await db.revokeUserSession(this.deps.db, { userId, familyId: sessionId, ctx })
+    const ended = await sp.revokeUserSession(this.deps.db, { userId, familyId: sessionId, ctx })
     if (!ended) throw notFound('session_not_found', 'no such live session')
   }
 }

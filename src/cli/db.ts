@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util'
 import { devRolePasswords, loadConfig, type Config } from '../config.ts'
 import { bootstrap } from '../db/bootstrap.ts'
 import { withClient, withDatabase } from '../db/admin-connection.ts'
-import { rolePasswords, startCheckoutCluster } from '../db/database.ts'
+import { startCheckoutCluster } from '../db/database.ts'
 import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
 import { migrate, MIGRATIONS_DIR, migrationNames, migrationStatus } from '../db/migrate.ts'
 import { cleanupBackups, createBackup, listBackups, restoreBackup } from '../ops/backup.ts'
@@ -61,26 +61,27 @@ interface Admin {
 }
 
 function targetDatabase(config: Config): string {
-  if (config.databaseUrl !== undefined) {
-    const name = decodeURIComponent(new URL(config.databaseUrl).pathname.slice(1))
+  if (config.database.url !== undefined) {
+    const name = decodeURIComponent(new URL(config.database.url).pathname.slice(1))
     if (name !== '') return name
   }
-  return config.POSTGRES_DB
+  return config.database.name
 }
 
 async function adminConnection(config: Config, log: (l: string) => void): Promise<Admin> {
   const database = targetDatabase(config)
-  if (config.databaseAdminUrl !== undefined) {
+  const adminUrl = config.database.adminUrl
+  if (adminUrl !== undefined) {
     // Every command needs a session (SET ROLE, advisory lock, pg_dump's snapshot):
     // refuse a transaction pooler in one line rather than fail half-way. Anything
     // else (a database init has yet to create, a server that is down) is left to
     // the command itself to report: `health` must still say "down" with exit 2.
-    await assertDirectConnection(config.databaseAdminUrl).catch((err: unknown) => {
+    await assertDirectConnection(adminUrl).catch((err: unknown) => {
       if (err instanceof PooledConnectionError) throw err
     })
-    return { url: config.databaseAdminUrl, database, close: async () => undefined }
+    return { url: adminUrl, database, close: async () => undefined }
   }
-  if (!config.embedded) {
+  if (!config.database.embedded) {
     throw new OperatorError('DATABASE_ADMIN_URL is required (a superuser or activity_owner member connection)')
   }
   const cluster = await startCheckoutCluster(config, log)
@@ -143,8 +144,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
   const progress = json ? () => undefined : io.err
   const detail = values.verbose ? io.err : () => undefined
   const config = loadConfig(env, 'operations')
-  const production = config.NODE_ENV === 'production'
-  const backupDir = path.resolve(values.out ?? config.BACKUP_DIR)
+  const production = config.production
+  const backupDir = path.resolve(values.out ?? config.database.backupDir)
 
   // Commands that need no database connection.
   if (command === 'create') return createMigration(rest[0], print)
@@ -157,7 +158,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
     const keep = positiveInt(values.keep, '--keep')
     const olderThanDays = positiveInt(values['older-than'], '--older-than')
     if ((keep === undefined) === (olderThanDays === undefined)) throw new OperatorError('give exactly one of --keep N or --older-than DAYS')
-    const removed = await cleanupBackups({ dir: backupDir, ...(keep === undefined ? {} : { keep }), ...(olderThanDays === undefined ? {} : { olderThanDays }) })
+    const removed = await cleanupBackups({
+      dir: backupDir,
+      ...(keep === undefined ? {} : { keep }),
+      ...(olderThanDays === undefined ? {} : { olderThanDays }),
+    })
     print(`removed ${removed.length} backup(s)${removed.map((b) => `\n  ${b.file}`).join('')}`, { removed })
     return 0
   }
@@ -177,7 +182,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
     const url = withDatabase(admin.url, admin.database)
     // Bootstrap (roles, database, schema, grants) then every migration: init, and reset after its drop.
     const initialise = async (verb: string) => {
-      await bootstrap({ adminUrl: admin.url, database: admin.database, passwords: rolePasswords(config), log: detail })
+      await bootstrap({ adminUrl: admin.url, database: admin.database, passwords: config.database.rolePasswords, log: detail })
       const ran = await migrate({ adminUrl: url, log: detail })
       print(`${verb} ${admin.database}: ${ran.length} migration(s) applied`, { database: admin.database, applied: ran.map((m) => m.name) })
       return 0
@@ -191,14 +196,17 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
         if (values['dry-run']) {
           const sql: string[] = []
           await migrate({ adminUrl: url, dryRun: true, onSql: (s) => sql.push(s), log: detail })
-          print(pending.length === 0 ? 'nothing to migrate' : `-- dry run: would apply ${pending.join(', ')}\n${sql.join('\n')}`, { pending, sql })
+          print(pending.length === 0 ? 'nothing to migrate' : `-- dry run: would apply ${pending.join(', ')}\n${sql.join('\n')}`, {
+            pending,
+            sql,
+          })
           return 0
         }
         // A brand-new database (no migration applied yet) has nothing to lose.
         let backup: string | undefined
         if (pending.length > 0 && status.applied.length > 0 && !values['no-backup']) {
           progress('taking a backup before migrating (--no-backup skips it)')
-          backup = (await createBackup({ adminUrl: url, dir: backupDir, pgBinDir: config.PG_BIN_DIR, progress })).path
+          backup = (await createBackup({ adminUrl: url, dir: backupDir, pgBinDir: config.database.pgBinDir, progress })).path
         }
         if (pending.length > 0) progress(`applying ${pending.length} migration(s)`)
         const ran = await migrate({ adminUrl: url, log: detail })
@@ -212,7 +220,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       case 'rollback': {
         const count = positiveInt(rest[0], 'rollback count') ?? 1
         const ran = await migrate({ adminUrl: url, direction: 'down', count, log: detail })
-        print(ran.length === 0 ? 'nothing to roll back' : `rolled back: ${ran.map((m) => m.name).join(', ')}`, { rolledBack: ran.map((m) => m.name) })
+        print(ran.length === 0 ? 'nothing to roll back' : `rolled back: ${ran.map((m) => m.name).join(', ')}`, {
+          rolledBack: ran.map((m) => m.name),
+        })
         return 0
       }
       case 'status': {
@@ -224,7 +234,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
         }))
         const lines = [
           `database ${report.database} on PostgreSQL ${report.serverVersion}, ${humanBytes(report.databaseSizeBytes)}`,
-          ...report.applied.map((m) => `  applied  ${m.name}  ${m.runOn.toISOString()}${m.durationMs == null ? '' : `  ${m.durationMs} ms`}`),
+          ...report.applied.map((m) => `  applied  ${m.name}  ${m.runOn.toISOString()}`),
           ...report.pending.map((n) => `  pending  ${n}`),
           ...report.unknown.map((n) => `  unknown  ${n} (applied, not in this code)`),
           ...report.roles.map((r) => `  role     ${r.role}: ${r.ok ? 'ok' : r.problems.join('; ')}`),
@@ -235,7 +245,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       case 'seed': {
         const seeded = await seedDevelopment({
           adminUrl: url,
-          argon2: { memoryKiB: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST, parallelism: config.ARGON2_PARALLELISM },
+          argon2: config.argon2,
         })
         print(
           `seeded ${seeded.users} users (active@, unverified@, deactivated@, locked@example.com; password ${seeded.password}) ` +
@@ -255,7 +265,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
           format: values.plain ? 'plain' : 'custom',
           schemaOnly: values['schema-only'],
           compress: !values['no-compress'],
-          pgBinDir: config.PG_BIN_DIR,
+          pgBinDir: config.database.pgBinDir,
           progress,
         })
         print(`backup written and validated: ${describeBackup(info)}`, info)
@@ -263,17 +273,28 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       }
       case 'restore': {
         const file = path.resolve(rest[0] ?? '')
-        const restored = await restoreBackup({ adminUrl: url, file, pgBinDir: config.PG_BIN_DIR, codeMigrations: await migrationNames(), progress })
-        print(`restored ${path.basename(file)} (taken ${restored.createdAt}, head ${restored.migrationHead ?? 'none'}) into ${admin.database}`, {
-          restored: file,
-          database: admin.database,
-          metadata: restored,
+        const restored = await restoreBackup({
+          adminUrl: url,
+          file,
+          pgBinDir: config.database.pgBinDir,
+          codeMigrations: await migrationNames(),
+          progress,
         })
+        print(
+          `restored ${path.basename(file)} (taken ${restored.createdAt}, head ${restored.migrationHead ?? 'none'}) into ${admin.database}`,
+          {
+            restored: file,
+            database: admin.database,
+            metadata: restored,
+          },
+        )
         return 0
       }
       case 'cleanup': {
-        const retentionHours = positiveInt(values.retention, '--retention') ?? config.UNVERIFIED_RETENTION_HOURS
-        const counts = await withClient(url, (c) => cleanupOnce(c, { retentionHours, auditRetentionDays: config.AUDIT_RETENTION_DAYS }))
+        const retentionHours = positiveInt(values.retention, '--retention') ?? config.cleanup.unverifiedRetentionHours
+        const counts = await withClient(url, (c) =>
+          cleanupOnce(c, { retentionHours, auditRetentionDays: config.cleanup.auditRetentionDays }),
+        )
         if (counts === undefined) throw new OperatorError('another cleanup is running right now (advisory lock held); try again later')
         print(`cleanup: ${describeCounts(counts)}`, counts)
         return 0
@@ -281,12 +302,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       case 'health': {
         const report = await databaseHealth({
           adminUrl: url,
-          pool: {
-            max: config.DATABASE_POOL_MAX,
-            min: config.DATABASE_POOL_MIN,
-            idleTimeoutMs: config.DATABASE_IDLE_TIMEOUT_MS,
-            connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-          },
+          pool: config.database.pool,
         })
         print(describeHealth(report), report)
         return report.status === 'healthy' ? 0 : report.status === 'degraded' ? 1 : 2

@@ -28,11 +28,7 @@ export interface BootstrapOptions {
 type Vars = Map<string, string>
 
 /** Run one db-init file the way `psql -v ON_ERROR_STOP=1 -f file` would. */
-export async function applyInitFile(
-  client: pg.ClientBase,
-  file: string,
-  env: Readonly<Record<string, string | undefined>>,
-): Promise<void> {
+export async function applyInitFile(client: pg.ClientBase, file: string, env: Readonly<Record<string, string | undefined>>): Promise<void> {
   const text = await readFile(file, 'utf8')
   const name = path.basename(file)
   const vars: Vars = new Map()

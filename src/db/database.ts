@@ -15,14 +15,6 @@ export interface PreparedDatabase {
   embedded: EmbeddedCluster | undefined
 }
 
-export function rolePasswords(config: Config) {
-  return {
-    authApi: config.AUTH_API_DB_PASSWORD,
-    writeApi: config.WRITE_API_DB_PASSWORD,
-    readonly: config.READONLY_DB_PASSWORD,
-  }
-}
-
 export function serviceUrl(adminUrl: string, database: string, password: string): string {
   const u = new URL(withDatabase(adminUrl, database))
   u.username = 'auth_api_user'
@@ -37,7 +29,7 @@ export function serviceUrl(adminUrl: string, database: string, password: string)
  */
 export async function startCheckoutCluster(config: Config, log: (line: string) => void): Promise<EmbeddedCluster> {
   try {
-    return await startEmbedded({ dataDir: path.join(config.dataDir, 'postgres'), port: config.EMBEDDED_PG_PORT, log })
+    return await startEmbedded({ dataDir: path.join(config.dataDir, 'postgres'), port: config.database.embeddedPort, log })
   } catch (err) {
     if (err instanceof PortInUseError) {
       throw new Error(
@@ -51,31 +43,20 @@ export async function startCheckoutCluster(config: Config, log: (line: string) =
 }
 
 export async function prepareDatabase(config: Config, log: (line: string) => void): Promise<PreparedDatabase> {
-  if (config.embedded) {
+  const { name, rolePasswords, runMigrations: migrateNow } = config.database
+  if (config.database.embedded) {
     const cluster = await startCheckoutCluster(config, log)
-    await bootstrap({
-      adminUrl: cluster.adminUrl,
-      database: config.POSTGRES_DB,
-      passwords: rolePasswords(config),
-      log,
-    })
-    const adminUrl = withDatabase(cluster.adminUrl, config.POSTGRES_DB)
-    if (config.runMigrations) await runMigrations(adminUrl, log)
-    return {
-      url: serviceUrl(cluster.adminUrl, config.POSTGRES_DB, config.AUTH_API_DB_PASSWORD),
-      adminUrl,
-      embedded: cluster,
-    }
+    await bootstrap({ adminUrl: cluster.adminUrl, database: name, passwords: rolePasswords, log })
+    const adminUrl = withDatabase(cluster.adminUrl, name)
+    if (migrateNow) await runMigrations(adminUrl, log)
+    return { url: serviceUrl(cluster.adminUrl, name, rolePasswords.authApi), adminUrl, embedded: cluster }
   }
-  const url = config.databaseUrl as string
-  if (config.runMigrations) {
-    if (config.databaseAdminUrl === undefined) {
-      log('RUN_MIGRATIONS is on but DATABASE_ADMIN_URL is unset: skipping migrations')
-    } else {
-      await runMigrations(config.databaseAdminUrl, log)
-    }
+  const { url, adminUrl } = config.database
+  if (migrateNow) {
+    if (adminUrl === undefined) log('RUN_MIGRATIONS is on but DATABASE_ADMIN_URL is unset: skipping migrations')
+    else await runMigrations(adminUrl, log)
   }
-  return { url, adminUrl: config.databaseAdminUrl, embedded: undefined }
+  return { url: url as string, adminUrl, embedded: undefined }
 }
 
 async function runMigrations(adminUrl: string, log: (line: string) => void): Promise<void> {

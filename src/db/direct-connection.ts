@@ -34,8 +34,7 @@ async function open(url: string): Promise<pg.Client> {
   return client
 }
 
-const pid = async (c: pg.Client): Promise<number> =>
-  (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? -1
+const pid = async (c: pg.Client): Promise<number> => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? -1
 
 /**
  * Throws PooledConnectionError (one line naming `variable`) when statements on `url`

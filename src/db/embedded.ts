@@ -175,7 +175,10 @@ async function startServer({ bin, user, pgdata, dataDir, options, log }: ServerS
       .map(([k, v]) => `-c ${k}=${v === '' ? "''" : v}`)
       .join(' ')
     // Only what this start writes to the log explains its failure.
-    const logStart = await stat(logFile).then((s) => s.size, () => 0)
+    const logStart = await stat(logFile).then(
+      (s) => s.size,
+      () => 0,
+    )
     const started = await pgCtl(bin, user, ['start', '-w', '-t', '60', '-D', pgdata, '-l', logFile, '-o', serverArgs])
     if (started.code === 0) return choice.port
     const serverLog = await readFrom(logFile, logStart)
@@ -206,7 +209,7 @@ async function readFrom(file: string, offset: number): Promise<string> {
 function startError(port: number, pgCtlOutput: string, serverLog: string): Error {
   const lines = serverLog.split('\n').filter((l) => l.trim() !== '')
   const cause = lines.findLast((l) => /\b(FATAL|PANIC|ERROR):/.test(l))?.replace(/^.*?\b(FATAL|PANIC|ERROR):/, '$1:')
-  const headline = cause ?? (pgCtlOutput.split('\n').findLast((l) => l.trim() !== '') ?? 'no message')
+  const headline = cause ?? pgCtlOutput.split('\n').findLast((l) => l.trim() !== '') ?? 'no message'
   const tail = lines.slice(-10).join('\n')
   return new Error(`embedded PostgreSQL did not start on ${EMBEDDED_HOST}:${port}: ${headline}\n${tail}\n${pgCtlOutput}`.trim())
 }

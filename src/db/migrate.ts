@@ -34,8 +34,6 @@ export interface MigrationRun {
   name: string
 }
 
-export const TIMING_TABLE = 'pgmigrations_timing'
-
 export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> {
   const direction = options.direction ?? 'up'
   const log = options.log ?? (() => undefined)
@@ -43,14 +41,6 @@ export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> 
   await assertDirectConnection(options.adminUrl)
   return withClient(options.adminUrl, async (client) => {
     await client.query(`SET ROLE ${OWNER_ROLE}`)
-    // node-pg-migrate announces each migration as it starts it; the gaps between
-    // the announcements are the execution times that `status` reports.
-    const started: { name: string; at: number }[] = []
-    const info = (line: string) => {
-      const marker = /^### MIGRATION (\S+) \((UP|DOWN)\) ###$/.exec(line)
-      if (marker?.[1] !== undefined) started.push({ name: marker[1], at: performance.now() })
-      log(line)
-    }
     const ran = await runner({
       dbClient: client,
       dir: options.dir ?? MIGRATIONS_DIR,
@@ -64,34 +54,10 @@ export async function migrate(options: MigrateOptions): Promise<MigrationRun[]> 
       dryRun: options.dryRun ?? false,
       // node-pg-migrate logs each migration's SQL at debug level (only when verbose).
       verbose: options.onSql !== undefined,
-      logger: { debug: options.onSql ?? (() => undefined), info, warn: log, error: log },
+      logger: { debug: options.onSql ?? (() => undefined), info: log, warn: log, error: log },
     })
-    if (ran.length > 0 && options.dryRun !== true) await recordTimings(client, direction, started, performance.now())
     return ran.map((m) => ({ name: m.name }))
   })
-}
-
-async function recordTimings(
-  client: pg.ClientBase,
-  direction: 'up' | 'down',
-  started: { name: string; at: number }[],
-  end: number,
-): Promise<void> {
-  const table = `${MIGRATIONS_SCHEMA}.${TIMING_TABLE}`
-  await client.query(
-    `CREATE TABLE IF NOT EXISTS ${table} (name varchar(255) PRIMARY KEY, duration_ms integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-  )
-  for (const [i, m] of started.entries()) {
-    if (direction === 'down') {
-      await client.query(`DELETE FROM ${table} WHERE name = $1`, [m.name])
-      continue
-    }
-    const duration = Math.round((started[i + 1]?.at ?? end) - m.at)
-    await client.query(
-      `INSERT INTO ${table} (name, duration_ms) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET duration_ms = EXCLUDED.duration_ms, applied_at = now()`,
-      [m.name, duration],
-    )
-  }
 }
 
 /** Migration names in the code, in order (file name without extension). */
@@ -119,19 +85,14 @@ export function compareMigrations(applied: AppliedMigration[], inCode: string[])
 
 /** Status read with an admin connection (the table may not exist yet). */
 export async function migrationStatus(client: pg.ClientBase, dir = MIGRATIONS_DIR): Promise<MigrationStatus> {
-  const exists = await client.query<{ m: string | null; t: string | null }>('SELECT to_regclass($1) AS m, to_regclass($2) AS t', [
-    `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`,
-    `${MIGRATIONS_SCHEMA}.${TIMING_TABLE}`,
-  ])
-  const row = exists.rows[0]
-  const timing = row?.t == null ? 'NULL::integer' : `(SELECT t.duration_ms FROM ${MIGRATIONS_SCHEMA}.${TIMING_TABLE} t WHERE t.name = m.name)`
+  const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`
+  const exists = await client.query<{ m: string | null }>('SELECT to_regclass($1) AS m', [table])
   const applied =
-    row?.m == null
+    exists.rows[0]?.m == null
       ? []
-      : (
-          await client.query<{ name: string; run_on: Date; duration_ms: number | null }>(
-            `SELECT m.name, m.run_on, ${timing} AS duration_ms FROM ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE} m ORDER BY m.run_on, m.id`,
-          )
-        ).rows.map((r) => ({ name: r.name, runOn: r.run_on, durationMs: r.duration_ms }))
+      : (await client.query<{ name: string; run_on: Date }>(`SELECT name, run_on FROM ${table} ORDER BY run_on, id`)).rows.map((r) => ({
+          name: r.name,
+          runOn: r.run_on,
+        }))
   return compareMigrations(applied, await migrationNames(dir))
 }

@@ -1,7 +1,7 @@
 // The service's one pg Pool (seed-000 settings, all configurable), connected as
 // auth_api_user. Stats feed /api/health/database and /metrics.
 import pg from 'pg'
-import type { Config } from '../config.ts'
+import type { PoolSettings } from '../config.ts'
 import { setStatementCache } from './procedures.ts'
 
 export interface PoolStats {
@@ -12,14 +12,14 @@ export interface PoolStats {
   min: number
 }
 
-export function createPool(config: Config, connectionString: string): pg.Pool {
+export function createPool(settings: PoolSettings, connectionString: string): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
-    max: config.DATABASE_POOL_MAX,
-    min: Math.min(config.DATABASE_POOL_MIN, config.DATABASE_POOL_MAX),
-    idleTimeoutMillis: config.DATABASE_IDLE_TIMEOUT_MS,
-    connectionTimeoutMillis: config.DATABASE_CONNECT_TIMEOUT_MS,
-    ssl: config.DATABASE_SSL ? { rejectUnauthorized: true } : undefined,
+    max: settings.max,
+    min: Math.min(settings.min, settings.max),
+    idleTimeoutMillis: settings.idleTimeoutMs,
+    connectionTimeoutMillis: settings.connectTimeoutMs,
+    ssl: settings.ssl ? { rejectUnauthorized: true } : undefined,
     application_name: 'activity-auth',
     // A connection whose peer vanished without a reset (host down, a NAT or
     // balancer forgetting it) is eventually found dead by TCP keepalive (probes
@@ -33,7 +33,7 @@ export function createPool(config: Config, connectionString: string): pg.Pool {
   // fresh one. A query on a lost connection fails and its client is discarded
   // (procedures.ts), and the error is answered 503 (plugins/errors.ts).
   pool.on('error', () => undefined)
-  setStatementCache(pool, config.DATABASE_STATEMENT_CACHE === 'on')
+  setStatementCache(pool, settings.statementCache)
   return pool
 }
 

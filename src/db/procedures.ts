@@ -17,25 +17,24 @@ export interface RequestContext {
   requestId?: string | null
 }
 
-export type RevokeReason =
-  | 'rotated'
-  | 'logout'
-  | 'logout_all'
-  | 'session_ended'
-  | 'reuse_detected'
-  | 'password_changed'
-  | 'password_reset'
-  | 'user_deactivated'
-export type EmailTokenPurpose = 'verify_email' | 'reset_password'
-export type RotationStatus = 'rotated' | 'grace' | 'reuse_detected' | 'revoked' | 'expired' | 'invalid'
+/** The labels of the SQL enum activity.revoke_reason (test/db/vocabularies.test.ts holds them equal). */
+export const REVOKE_REASONS = [
+  'rotated',
+  'logout',
+  'logout_all',
+  'session_ended',
+  'reuse_detected',
+  'password_changed',
+  'password_reset',
+  'user_deactivated',
+] as const
+export type RevokeReason = (typeof REVOKE_REASONS)[number]
+/** The labels of the SQL enum activity.email_token_purpose. */
+export const EMAIL_TOKEN_PURPOSES = ['verify_email', 'reset_password'] as const
+export type EmailTokenPurpose = (typeof EMAIL_TOKEN_PURPOSES)[number]
+export type RotationStatus = RotationResult['status']
 export type CleanupItem =
-  | 'refresh_tokens'
-  | 'email_tokens'
-  | 'login_attempts'
-  | 'audit_logs'
-  | 'trusted_devices'
-  | 'mail_budget'
-  | 'unverified_users'
+  'refresh_tokens' | 'email_tokens' | 'login_attempts' | 'audit_logs' | 'trusted_devices' | 'mail_budget' | 'unverified_users'
 
 export interface CreatedUser {
   id: string
@@ -81,19 +80,14 @@ export interface RefreshTokenRow {
   createdAt: Date
 }
 
-export interface RotationResult {
-  status: RotationStatus
-  /**
-   * Set for rotated, grace, reuse_detected, revoked and expired; for invalid only when a
-   * grace successor exists with another hash than newTokenHash (nothing changed).
-   */
-  userId: string | null
-  familyId: string | null
-  /** The successor's id: rotated (inserted now) and grace (the one inserted by the first rotation). */
-  tokenId: number | null
-  expiresAt: Date | null
-  familyExpiresAt: Date | null
-}
+/** sp_rotate_refresh_token's answer, narrowed by status (the columns each status sets). */
+export type RotationResult =
+  /** rotated: the successor inserted now; grace: the one the first rotation inserted. */
+  | { status: 'rotated' | 'grace'; userId: string; familyId: string; tokenId: number; expiresAt: Date; familyExpiresAt: Date }
+  | { status: 'expired'; userId: string; familyId: string; tokenId: null; expiresAt: Date; familyExpiresAt: Date }
+  | { status: 'reuse_detected' | 'revoked'; userId: string; familyId: string; tokenId: null; expiresAt: null; familyExpiresAt: Date }
+  /** ids set only when a grace successor exists with another hash than newTokenHash (nothing changed). */
+  | { status: 'invalid'; userId: string | null; familyId: string | null; tokenId: null; expiresAt: null; familyExpiresAt: null }
 
 export interface FailedLoginResult {
   failedCount: number
@@ -130,8 +124,6 @@ export interface CleanupResult {
 export interface AppliedMigration {
   name: string
   runOn: Date
-  /** Execution time recorded by `db migrate` (absent for migrations applied otherwise). */
-  durationMs?: number | null
 }
 
 // ---------------------------------------------------------------------------
@@ -234,9 +226,7 @@ async function call<Row>(db: Queryable, stmt: Statement, values: unknown[]): Pro
   // Each call is one statement in autocommit, i.e. one whole transaction; a
   // rare deadlock between a revoke-all and a session write under heavy load on
   // one user is retried here instead of surfacing as a 5xx.
-  const config: pg.QueryConfig = statementCacheOf(db)
-    ? { name: stmt.name, text: stmt.text, values }
-    : { text: stmt.text, values }
+  const config: pg.QueryConfig = statementCacheOf(db) ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values }
   for (let attempt = 1; ; attempt++) {
     try {
       const result = isPool(db) ? await queryOnPool(db, config) : await db.query<Record<string, unknown>>(config)
@@ -278,10 +268,7 @@ const SQL = {
   getValidRefreshToken: statement('sp_get_valid_refresh_token', 'text'),
   rotateRefreshToken: statement('sp_rotate_refresh_token', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
   checkLoginLock: statement('sp_check_login_lock', 'text', 'text'),
-  recordFailedLogin: statement(
-    'sp_record_failed_login',
-    'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb',
-  ),
+  recordFailedLogin: statement('sp_record_failed_login', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb'),
   recordSuccessfulLogin: statement('sp_record_successful_login', 'uuid', 'jsonb'),
   revokeUserSessions: statement('sp_revoke_user_sessions', 'uuid', 'uuid', 'text', 'jsonb'),
   revokeUserSession: statement('sp_revoke_user_session', 'uuid', 'uuid', 'jsonb'),
@@ -290,10 +277,7 @@ const SQL = {
   createEmailToken: statement('sp_create_email_token', 'uuid', 'text', 'text', 'integer', 'jsonb'),
   consumeEmailToken: statement('sp_consume_email_token', 'text', 'text', 'text', 'jsonb'),
   getUsedEmailToken: statement('sp_get_used_email_token', 'text', 'text', 'integer'),
-  beginLogin: statement(
-    'sp_begin_login',
-    'text', 'uuid', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb',
-  ),
+  beginLogin: statement('sp_begin_login', 'text', 'uuid', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb'),
   endLoginAttempt: statement('sp_end_login_attempt', 'text', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
   completeLogin: statement('sp_complete_login', 'uuid', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
   signup: statement('sp_signup', 'text', 'text', 'text', 'integer', 'integer', 'integer', 'jsonb'),
@@ -326,10 +310,7 @@ export async function getUserById(db: Queryable, args: { userId: string }): Prom
 }
 
 /** Used by tests only: consumeEmailToken verifies. AU002 user_not_found, AU003 user_inactive, AU009 already_verified. */
-export async function verifyUserEmail(
-  db: Queryable,
-  args: { userId: string; ctx?: RequestContext },
-): Promise<VerifiedUser> {
+export async function verifyUserEmail(db: Queryable, args: { userId: string; ctx?: RequestContext }): Promise<VerifiedUser> {
   return callOne(db, SQL.verifyUserEmail, [args.userId, ctxJson(args.ctx)])
 }
 
@@ -405,10 +386,7 @@ export async function revokeRefreshToken(
 }
 
 /** Used by tests only: rotateRefreshToken checks the token itself. */
-export async function getValidRefreshToken(
-  db: Queryable,
-  args: { tokenHash: string },
-): Promise<RefreshTokenRow | undefined> {
+export async function getValidRefreshToken(db: Queryable, args: { tokenHash: string }): Promise<RefreshTokenRow | undefined> {
   const [row] = await call<RefreshTokenRow>(db, SQL.getValidRefreshToken, [args.tokenHash])
   return row
 }
@@ -453,10 +431,7 @@ export async function revokeUserSessions(
 }
 
 /** Ends one session; false when it is not the user's or already ended. */
-export async function revokeUserSession(
-  db: Queryable,
-  args: { userId: string; familyId: string; ctx?: RequestContext },
-): Promise<boolean> {
+export async function revokeUserSession(db: Queryable, args: { userId: string; familyId: string; ctx?: RequestContext }): Promise<boolean> {
   return callScalar<boolean>(db, SQL.revokeUserSession, [args.userId, args.familyId, ctxJson(args.ctx)])
 }
 
@@ -506,10 +481,7 @@ export async function recordFailedLogin(
 }
 
 /** Used by tests only: the login records through completeLogin. AU002/AU003. */
-export async function recordSuccessfulLogin(
-  db: Queryable,
-  args: { userId: string; ctx?: RequestContext },
-): Promise<void> {
+export async function recordSuccessfulLogin(db: Queryable, args: { userId: string; ctx?: RequestContext }): Promise<void> {
   await call(db, SQL.recordSuccessfulLogin, [args.userId, ctxJson(args.ctx)])
 }
 
@@ -695,13 +667,7 @@ export async function createEmailToken(
   db: Queryable,
   args: { userId: string; purpose: EmailTokenPurpose; tokenHash: string; ttlSeconds: number; ctx?: RequestContext },
 ): Promise<EmailTokenRow> {
-  return callOne(db, SQL.createEmailToken, [
-    args.userId,
-    args.purpose,
-    args.tokenHash,
-    args.ttlSeconds,
-    ctxJson(args.ctx),
-  ])
+  return callOne(db, SQL.createEmailToken, [args.userId, args.purpose, args.tokenHash, args.ttlSeconds, ctxJson(args.ctx)])
 }
 
 /** AU004 token_invalid, AU006 token_used, AU005 token_expired, AU003 user_inactive, AU007 (reset without hash). */
@@ -709,12 +675,7 @@ export async function consumeEmailToken(
   db: Queryable,
   args: { tokenHash: string; purpose: EmailTokenPurpose; newHashedPassword?: string | null; ctx?: RequestContext },
 ): Promise<ConsumedEmailToken> {
-  return callOne(db, SQL.consumeEmailToken, [
-    args.tokenHash,
-    args.purpose,
-    args.newHashedPassword ?? null,
-    ctxJson(args.ctx),
-  ])
+  return callOne(db, SQL.consumeEmailToken, [args.tokenHash, args.purpose, args.newHashedPassword ?? null, ctxJson(args.ctx)])
 }
 
 export interface UsedEmailToken {

@@ -223,7 +223,17 @@ export async function restoreBackup(options: RestoreOptions): Promise<BackupMeta
     progress(`restoring ${path.basename(file)} into PostgreSQL ${serverVersion}`)
     await runTool(
       psql,
-      ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-c', `DROP SCHEMA IF EXISTS ${MIGRATIONS_SCHEMA} CASCADE`, '-f', script],
+      [
+        '-X',
+        '-q',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '--single-transaction',
+        '-c',
+        `DROP SCHEMA IF EXISTS ${MIGRATIONS_SCHEMA} CASCADE`,
+        '-f',
+        script,
+      ],
       { url: options.adminUrl, what: 'restore failed, the database is unchanged' },
     )
   } finally {

@@ -2,6 +2,7 @@
 // assemble from a dozen psql queries. Read-only; runs as the admin connection.
 // Verdict: down (no connection), degraded (something needs a person), healthy.
 import type pg from 'pg'
+import type { PoolSettings } from '../config.ts'
 import { withClient } from '../db/admin-connection.ts'
 import { migrationStatus } from '../db/migrate.ts'
 import { checkRoles, serverFacts, type RoleCheck } from './status.ts'
@@ -30,7 +31,7 @@ export interface HealthReport {
   problems: string[]
   latencyMs: number | null
   serverVersion?: string
-  pool?: PoolSettings
+  pool?: PoolLimits
   migrations?: { applied: number; pending: string[] }
   roles?: RoleCheck[]
   tables?: TableHealth[]
@@ -46,14 +47,10 @@ export interface HealthReport {
   error?: string
 }
 
-export interface PoolSettings {
-  max: number
-  min: number
-  idleTimeoutMs: number
-  connectTimeoutMs: number
-}
+/** The pool settings the report shows (the service's, from the same configuration). */
+export type PoolLimits = Pick<PoolSettings, 'max' | 'min' | 'idleTimeoutMs' | 'connectTimeoutMs'>
 
-export async function databaseHealth(options: { adminUrl: string; pool: PoolSettings }): Promise<HealthReport> {
+export async function databaseHealth(options: { adminUrl: string; pool: PoolLimits }): Promise<HealthReport> {
   const started = performance.now()
   try {
     return await withClient(options.adminUrl, async (c) => {
@@ -71,7 +68,11 @@ export async function databaseHealth(options: { adminUrl: string; pool: PoolSett
   }
 }
 
-async function inspect(c: pg.ClientBase, latencyMs: number, pool: PoolSettings): Promise<HealthReport> {
+async function inspect(
+  c: pg.ClientBase,
+  latencyMs: number,
+  { max, min, idleTimeoutMs, connectTimeoutMs }: PoolLimits,
+): Promise<HealthReport> {
   const one = async <T>(sql: string): Promise<T> => (await c.query(sql)).rows[0] as T
   const { serverVersion } = await serverFacts(c)
   const migrations = await migrationStatus(c)
@@ -128,7 +129,7 @@ async function inspect(c: pg.ClientBase, latencyMs: number, pool: PoolSettings):
     problems,
     latencyMs,
     serverVersion,
-    pool,
+    pool: { max, min, idleTimeoutMs, connectTimeoutMs },
     migrations: { applied: migrations.applied.length, pending: migrations.pending },
     roles,
     tables,
@@ -175,8 +176,10 @@ export function describeHealth(report: HealthReport): string {
     lines.push(`  table    ${t.table}: ~${t.rows} rows, ${t.totalBytes} bytes, ${t.seqScans} seq / ${t.indexScans} index scans`)
   }
   if (report.cacheHitRatio !== undefined) lines.push(`  cache    hit ratio ${report.cacheHitRatio ?? 'n/a'}`)
-  if (report.unusedIndexes !== undefined && report.unusedIndexes.length > 0) lines.push(`  indexes  unused: ${report.unusedIndexes.join(', ')}`)
-  if (report.locks !== undefined) lines.push(`  locks    ${report.locks.waiting} waiting, ${report.locks.deadlocks} deadlocks since stats reset`)
+  if (report.unusedIndexes !== undefined && report.unusedIndexes.length > 0)
+    lines.push(`  indexes  unused: ${report.unusedIndexes.join(', ')}`)
+  if (report.locks !== undefined)
+    lines.push(`  locks    ${report.locks.waiting} waiting, ${report.locks.deadlocks} deadlocks since stats reset`)
   for (const q of report.longRunningQueries ?? []) lines.push(`  slow     pid ${q.pid} ${q.seconds} s ${q.state}: ${q.query}`)
   if (report.auth !== undefined) {
     const a = report.auth

@@ -1,7 +1,7 @@
 // The database plugin: one pool for the app, ended when the app closes.
 import fp from 'fastify-plugin'
 import type pg from 'pg'
-import type { Config } from '../config.ts'
+import type { PoolSettings } from '../config.ts'
 import { createPool } from '../db/pool.ts'
 
 declare module 'fastify' {
@@ -11,13 +11,13 @@ declare module 'fastify' {
 }
 
 export interface DbPluginOptions {
-  config: Config
+  pool: PoolSettings
   connectionString: string
 }
 
 export default fp<DbPluginOptions>(
   async (app, opts) => {
-    const pool = createPool(opts.config, opts.connectionString)
+    const pool = createPool(opts.pool, opts.connectionString)
     app.decorate('db', pool)
     app.addHook('onClose', async () => {
       await pool.end()

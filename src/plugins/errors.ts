@@ -138,8 +138,7 @@ function classify(error: unknown): Outcome {
     return { problem: new HttpProblem(429, 'rate_limited', 'too many requests, retry later') }
   }
   if (status >= 400 && status < 500) {
-    const code =
-      typeof error.code === 'string' && OWN_CODE.test(error.code) ? error.code : (CODE_BY_STATUS[status] ?? 'bad_request')
+    const code = typeof error.code === 'string' && OWN_CODE.test(error.code) ? error.code : (CODE_BY_STATUS[status] ?? 'bad_request')
     // 4xx messages come from our code, Fastify or its plugins: about the request, not our internals.
     const detail = typeof error.message === 'string' && error.message !== '' ? error.message.slice(0, 200) : code
     return { problem: new HttpProblem(status, code, detail) }

@@ -24,9 +24,12 @@ export interface MetricsPluginOptions {
   rateLimitStoreUp?: () => boolean
 }
 
+/** The `outcome` label of auth_login_total: every value the service reports. */
+export type LoginOutcome = 'success' | 'failure' | 'locked' | 'unverified'
+
 export interface AppMetrics {
-  /** Count a login attempt by outcome ('success', 'invalid_credentials', 'locked', ...). */
-  loginOutcome(outcome: string): void
+  /** Count a login attempt by outcome. */
+  loginOutcome(outcome: LoginOutcome): void
   /** Count a refresh token presented again after rotation (a family was revoked). */
   refreshReuse(): void
   /** Count a mail not sent because its recipient is over the mail budget. */
@@ -114,7 +117,7 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
   }
 
   app.decorate('metrics', {
-    loginOutcome: (outcome: string) => logins.inc({ outcome }),
+    loginOutcome: (outcome: LoginOutcome) => logins.inc({ outcome }),
     refreshReuse: () => refreshReuse.inc(),
     mailSuppressed: (kind: string) => mailSuppressed.inc({ kind }),
   } satisfies AppMetrics)

@@ -94,7 +94,8 @@ class RedisLink {
     if (this.closing || this.state === 'up') return
     const was = this.state
     this.state = 'up'
-    if (was === 'down') this.log.warn({ event: 'rate_limit_store_up', rateLimitStore: 'redis' }, 'rate-limit store: redis is back; limits are shared again')
+    if (was === 'down')
+      this.log.warn({ event: 'rate_limit_store_up', rateLimitStore: 'redis' }, 'rate-limit store: redis is back; limits are shared again')
     else this.log.info({ event: 'rate_limit_store_up', rateLimitStore: 'redis' }, 'rate-limit store: redis connected')
   }
 

@@ -3,8 +3,7 @@
 // serialize only what the schema names, so nothing leaks by accident.
 import { Type, type TObject, type TProperties } from '@sinclair/typebox'
 
-export const closed = <T extends TProperties>(properties: T): TObject<T> =>
-  Type.Object(properties, { additionalProperties: false })
+export const closed = <T extends TProperties>(properties: T): TObject<T> => Type.Object(properties, { additionalProperties: false })
 
 /** An address as typed; the procedures normalise it (trim, lowercase). 254 is the SMTP limit. */
 export const Email = Type.String({ format: 'email', minLength: 3, maxLength: 254 })

@@ -52,7 +52,11 @@ type Flag = Exclude<keyof Exposure, 'errors'>
 const IMPLIED: readonly { flag: Flag; status: number; description: string }[] = [
   { flag: 'body', status: 400, description: 'the body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`)' },
   { flag: 'params', status: 400, description: 'a path parameter fails its schema (`validation_failed`)' },
-  { flag: 'bearer', status: 401, description: 'no valid access token (`invalid_token`: missing, invalid, expired, or its session has ended)' },
+  {
+    flag: 'bearer',
+    status: 401,
+    description: 'no valid access token (`invalid_token`: missing, invalid, expired, or its session has ended)',
+  },
   { flag: 'body', status: 413, description: 'the request body is too large (`payload_too_large`)' },
   { flag: 'body', status: 415, description: 'the request body is not of a media type the operation takes (`unsupported_media_type`)' },
   { flag: 'rateLimited', status: 429, description: 'too many requests from this address (`rate_limited`)' },
@@ -91,8 +95,12 @@ export function problemResponses(exposure: Exposure): Record<number, ProblemResp
   )
 }
 
-/** A route's `schema.response`: its success answers plus the problems its exposure implies. */
-export function responses<S extends Record<number, unknown>>(success: S, exposure: Exposure): S & Record<number, ProblemResponse> {
+/**
+ * A route's `schema.response`: its success answers plus the problems its exposure implies.
+ * Typed as the success answers alone: the error handler sends the problems, never a
+ * handler, so the type provider types what a handler returns from these only.
+ */
+export function responses<S extends Record<number, unknown>>(success: S, exposure: Exposure): S {
   return { ...problemResponses(exposure), ...success }
 }
 
@@ -110,7 +118,10 @@ export function noContent(description: string): { type: 'null'; description: str
  * A success answer whose body is text in `mediaType` (the Prometheus exposition,
  * an HTML page, a script). Fastify sends strings as they are, so the schema only documents.
  */
-export function text(mediaType: string, description: string): { description: string; content: Record<string, { schema: { type: 'string' } }> } {
+export function text(
+  mediaType: string,
+  description: string,
+): { description: string; content: Record<string, { schema: { type: 'string' } }> } {
   return { description, content: { [mediaType]: { schema: { type: 'string' } } } }
 }
 

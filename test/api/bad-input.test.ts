@@ -6,7 +6,12 @@ import { build, json } from '../helpers/app.ts'
 t.test('malformed, mistyped, oversized and hostile input', async (t) => {
   const h = await build(t)
   const post = (payload: string | object, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
-    h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers })
+    h.app.inject({
+      method: 'POST',
+      url: '/api/auth/signup',
+      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+      headers,
+    })
 
   const cases: [string, Awaited<ReturnType<typeof post>>, number, string][] = [
     ['malformed JSON', await post('{"email": "a@b.c", '), 400, 'malformed_json'],
@@ -15,7 +20,12 @@ t.test('malformed, mistyped, oversized and hostile input', async (t) => {
     ['missing field', await post({ email: 'a@example.test' }), 400, 'validation_failed'],
     ['1 MB body', await post({ email: 'a@example.test', password: 'x'.repeat(1024 * 1024) }), 413, 'payload_too_large'],
     ['not JSON', await post('email=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
-    ['SQL in email', await post({ email: "x'; DROP TABLE activity.users; --@example.test", password: 'long enough pw' }), 400, 'validation_failed'],
+    [
+      'SQL in email',
+      await post({ email: "x'; DROP TABLE activity.users; --@example.test", password: 'long enough pw' }),
+      400,
+      'validation_failed',
+    ],
     ['overlong email', await post({ email: `${'a'.repeat(250)}@example.test`, password: 'long enough pw' }), 400, 'validation_failed'],
     ['129-character password', await post({ email: 'a@example.test', password: 'ü'.repeat(129) }), 400, 'password_too_long'],
     ['7-character password', await post({ email: 'a@example.test', password: '🔒'.repeat(7) }), 400, 'password_too_short'],
@@ -35,9 +45,17 @@ t.test('malformed, mistyped, oversized and hostile input', async (t) => {
   await admin.connect()
   t.teardown(() => admin.end())
   const { rows } = await admin.query<{ email: string }>('SELECT email FROM activity.users')
-  t.same(rows.map((r) => r.email), ['odd@example.test'], 'only the valid signup was written')
+  t.same(
+    rows.map((r) => r.email),
+    ['odd@example.test'],
+    'only the valid signup was written',
+  )
 
-  const login = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'nobody@example.test', password: 'x'.repeat(5000) } })
+  const login = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'nobody@example.test', password: 'x'.repeat(5000) },
+  })
   t.equal(login.statusCode, 400, 'an absurd password is refused before hashing')
   const refresh = await h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: "' OR 1=1 --" } })
   t.equal(refresh.statusCode, 401)
@@ -71,7 +89,12 @@ t.test('numbers, booleans, arrays and null for string fields are 400, never coer
     ['reset-password: newPassword as a number', 'POST', '/api/auth/reset-password', { token, newPassword: 12345678 }],
     // Validation comes before the Bearer check: no token needed to be told the body is wrong.
     ['delete me: password as a number', 'DELETE', '/api/auth/me', { password: 12345678 }],
-    ['change-password: currentPassword as null', 'POST', '/api/auth/change-password', { currentPassword: null, newPassword: 'long enough pw' }],
+    [
+      'change-password: currentPassword as null',
+      'POST',
+      '/api/auth/change-password',
+      { currentPassword: null, newPassword: 'long enough pw' },
+    ],
   ]
   for (const [what, method, url, payload] of cases) {
     const res = await send(method, url, payload)

@@ -40,8 +40,7 @@ async function signupAndLogin(h: App, email: string): Promise<Pair> {
 }
 
 const me = (h: App, pair: Pair) => h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(pair.accessToken) })
-const refresh = (h: App, refreshToken: string) =>
-  h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })
+const refresh = (h: App, refreshToken: string) => h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })
 
 /** A problem answer for a lost database: 503 service_unavailable, problem+json, Retry-After in 1..5 s, nothing internal. */
 function isUnavailable(res: LightMyRequestResponse): boolean {
@@ -246,7 +245,10 @@ t.test('instance A killed mid-rotation, B goes on: chains continue, no token acc
     }),
   )
   t.ok(killed, 'A was killed mid-load')
-  t.ok(retriedOnB > 0, `${String(retriedOnB)} requests retried on B (${String(lostOnA)} lost on A, ${String(committedButLost)} of them after A had rotated)`)
+  t.ok(
+    retriedOnB > 0,
+    `${String(retriedOnB)} requests retried on B (${String(lostOnA)} lost on A, ${String(committedButLost)} of them after A had rotated)`,
+  )
 
   const doubled = chains.flatMap((c) => [...c.successors].filter(([, next]) => next.size > 1))
   t.equal(doubled.length, 0, 'no token was answered with two different successors')

@@ -32,16 +32,31 @@ t.test('existing and unknown emails get identical answers', async (t) => {
 
   // The owner of the taken address is told, instead of the signer-up.
   await h.app.auth.drain()
-  t.ok(h.mail().some((m) => m.to.includes(known) && /tried to sign up/.test(m.subject)), 'owner notified')
+  t.ok(
+    h.mail().some((m) => m.to.includes(known) && /tried to sign up/.test(m.subject)),
+    'owner notified',
+  )
 })
 
 t.test('after verification, wrong password and unknown email still look the same', async (t) => {
   const h = await build(t, { REQUIRE_EMAIL_VERIFICATION: 'false' })
   await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'v@example.test', password: 'right password 1' } })
-  const wrong = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'v@example.test', password: 'wrong password 1' } })
-  const unknown = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'u@example.test', password: 'wrong password 1' } })
+  const wrong = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'v@example.test', password: 'wrong password 1' },
+  })
+  const unknown = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'u@example.test', password: 'wrong password 1' },
+  })
   t.equal(wrong.statusCode, 401)
   t.same(same(wrong.body), same(unknown.body))
-  const ok = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'v@example.test', password: 'right password 1' } })
+  const ok = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'v@example.test', password: 'right password 1' },
+  })
   t.equal(ok.statusCode, 200, 'REQUIRE_EMAIL_VERIFICATION=false lets unverified users log in')
 })

@@ -86,8 +86,11 @@ t.test('signup → mail → verify → login → me → refresh → reuse revoke
   await audit.connect()
   t.teardown(() => audit.end())
   const reuse = await audit.query(`SELECT count(*)::int AS n FROM activity.audit_logs WHERE action = 'refresh_token_reuse'`)
-  t.equal((reuse.rows[0] as { n: number }).n, 1,
-    'one audit event refresh_token_reuse: the newest token, revoked by it, presented afterwards is no second reuse')
+  t.equal(
+    (reuse.rows[0] as { n: number }).n,
+    1,
+    'one audit event refresh_token_reuse: the newest token, revoked by it, presented afterwards is no second reuse',
+  )
 
   const second = await login(h, email)
   if (!second.pair) throw new Error('login failed')
@@ -107,7 +110,11 @@ t.test('sessions: list, end one, logout-all; change-password ends the others', a
   const c = (await login(h, 'bob@example.test')).pair
   if (!a || !b || !c) throw new Error('login failed')
 
-  const list = await h.app.inject({ method: 'GET', url: '/api/auth/sessions', headers: { ...bearer(a.accessToken), 'user-agent': 'test-agent' } })
+  const list = await h.app.inject({
+    method: 'GET',
+    url: '/api/auth/sessions',
+    headers: { ...bearer(a.accessToken), 'user-agent': 'test-agent' },
+  })
   t.equal(list.statusCode, 200)
   const sessions = json<{ id: string; current: boolean }[]>(list)
   t.equal(sessions.length, 3)
@@ -164,18 +171,40 @@ t.test('forgot → reset ends all sessions; delete account', async (t) => {
   const weak = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token, newPassword: 'password' } })
   t.equal(weak.statusCode, 400)
   t.equal(json(weak).code, 'password_too_common')
-  const reset = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token, newPassword: 'reset to something long' } })
+  const reset = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/reset-password',
+    payload: { token, newPassword: 'reset to something long' },
+  })
   t.equal(reset.statusCode, 204)
-  const reused = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token, newPassword: 'and once more please' } })
+  const reused = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/reset-password',
+    payload: { token, newPassword: 'and once more please' },
+  })
   t.equal(reused.statusCode, 400)
-  t.equal((await h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(s.accessToken) })).statusCode, 401, 'reset ends every session')
+  t.equal(
+    (await h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(s.accessToken) })).statusCode,
+    401,
+    'reset ends every session',
+  )
   t.equal((await login(h, 'carol@example.test')).res.statusCode, 401)
   const fresh = (await login(h, 'carol@example.test', 'reset to something long')).pair
   if (!fresh) throw new Error('login after reset failed')
 
-  const wrongPw = await h.app.inject({ method: 'DELETE', url: '/api/auth/me', headers: bearer(fresh.accessToken), payload: { password: 'nope nope nope' } })
+  const wrongPw = await h.app.inject({
+    method: 'DELETE',
+    url: '/api/auth/me',
+    headers: bearer(fresh.accessToken),
+    payload: { password: 'nope nope nope' },
+  })
   t.equal(wrongPw.statusCode, 401)
-  const del = await h.app.inject({ method: 'DELETE', url: '/api/auth/me', headers: bearer(fresh.accessToken), payload: { password: 'reset to something long' } })
+  const del = await h.app.inject({
+    method: 'DELETE',
+    url: '/api/auth/me',
+    headers: bearer(fresh.accessToken),
+    payload: { password: 'reset to something long' },
+  })
   t.equal(del.statusCode, 204)
   t.equal((await h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(fresh.accessToken) })).statusCode, 401)
   t.equal((await login(h, 'carol@example.test', 'reset to something long')).res.statusCode, 401, 'deleted account cannot log in')

@@ -117,7 +117,10 @@ t.test('nobody without the password can lock the owner out of a device they used
 
   const guesses = (await audits(h, email, ['login_failed'])).filter((r) => r.details.trusted_device === false)
   const cap = threshold + Math.ceil(elapsedSeconds / base) + 1
-  t.ok(guesses.length <= cap, `the attacker verified ${String(guesses.length)} guesses in ${elapsedSeconds.toFixed(1)} s (cap ${String(cap)}) of ${String(sent)} sent`)
+  t.ok(
+    guesses.length <= cap,
+    `the attacker verified ${String(guesses.length)} guesses in ${elapsedSeconds.toFixed(1)} s (cap ${String(cap)}) of ${String(sent)} sent`,
+  )
   t.ok(guesses.length >= threshold, 'the guesses that were allowed were really checked')
 })
 

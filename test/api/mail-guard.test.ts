@@ -40,7 +40,11 @@ t.test('a reset link mailed before change-password is dead after it; the owner g
     payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD },
   })
   t.equal(change.statusCode, 204)
-  const reset = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token: resetToken, newPassword: 'attackers passphrase' } })
+  const reset = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/reset-password',
+    payload: { token: resetToken, newPassword: 'attackers passphrase' },
+  })
   t.equal(reset.statusCode, 400, 'the old link no longer works')
   t.equal(json(reset).code, 'token_used')
   await settle(h)
@@ -54,7 +58,11 @@ t.test('a reset burns every other outstanding link, of either purpose; the owner
   const verifyToken = await h.tokenFor(email, /Confirm your email/)
   await forgot(h, email)
   const resetToken = await h.tokenFor(email, /reset/i)
-  const reset = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token: resetToken, newPassword: NEW_PASSWORD } })
+  const reset = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/reset-password',
+    payload: { token: resetToken, newPassword: NEW_PASSWORD },
+  })
   t.equal(reset.statusCode, 204)
   const verify = await h.app.inject({ method: 'POST', url: '/api/auth/verify-email', payload: { token: verifyToken } })
   t.equal(verify.statusCode, 400, 'the verification link died with the old password')
@@ -68,9 +76,18 @@ t.test('deactivation burns outstanding links', async (t) => {
   await verifiedUser(h, email)
   await forgot(h, email)
   const resetToken = await h.tokenFor(email, /reset/i)
-  const del = await h.app.inject({ method: 'DELETE', url: '/api/auth/me', headers: bearer(await accessToken(h, email)), payload: { password: PASSWORD } })
+  const del = await h.app.inject({
+    method: 'DELETE',
+    url: '/api/auth/me',
+    headers: bearer(await accessToken(h, email)),
+    payload: { password: PASSWORD },
+  })
   t.equal(del.statusCode, 204)
-  const reset = await h.app.inject({ method: 'POST', url: '/api/auth/reset-password', payload: { token: resetToken, newPassword: NEW_PASSWORD } })
+  const reset = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/reset-password',
+    payload: { token: resetToken, newPassword: NEW_PASSWORD },
+  })
   t.equal(reset.statusCode, 400)
 })
 
@@ -83,7 +100,10 @@ t.test('one inbox gets at most MAIL_BUDGET_MAX mails of a kind, whichever instan
   await verifiedUser(a, email)
 
   const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => forgot(i % 2 === 0 ? a : b, email)))
-  t.ok(answers.every((r) => r.statusCode === 202), 'every request gets the same answer')
+  t.ok(
+    answers.every((r) => r.statusCode === 202),
+    'every request gets the same answer',
+  )
   const signups = await Promise.all(
     Array.from({ length: 9 }, (_, i) =>
       (i % 2 === 0 ? a : b).app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email, password: 'someone elses pass' } }),
@@ -96,7 +116,8 @@ t.test('one inbox gets at most MAIL_BUDGET_MAX mails of a kind, whichever instan
   t.equal(inbox.filter((m) => /reset/i.test(m.subject)).length, 3, 'three reset mails of ten asked for')
   t.equal(inbox.filter((m) => /tried to sign up/.test(m.subject)).length, 3, 'three notices of nine signups')
 
-  const metrics = (await a.app.inject({ method: 'GET', url: '/metrics' })).body + (await b.app.inject({ method: 'GET', url: '/metrics' })).body
+  const metrics =
+    (await a.app.inject({ method: 'GET', url: '/metrics' })).body + (await b.app.inject({ method: 'GET', url: '/metrics' })).body
   const suppressed = [...metrics.matchAll(/^auth_mail_suppressed_total\{kind="(\w+)"\} (\d+)$/gm)]
   const total = (kind: string) => suppressed.filter((m) => m[1] === kind).reduce((n, m) => n + Number(m[2]), 0)
   t.equal(total('reset_password'), 7, 'seven reset mails counted as suppressed')
@@ -114,7 +135,10 @@ t.test('resend-verification: one budget per address, no mail for verified or unk
   for (let i = 0; i < 4; i++) {
     t.equal((await h.app.inject({ method: 'POST', url: '/api/auth/resend-verification', payload: { email } })).statusCode, 202)
   }
-  t.equal((await h.app.inject({ method: 'POST', url: '/api/auth/resend-verification', payload: { email: 'nobody@example.test' } })).statusCode, 202)
+  t.equal(
+    (await h.app.inject({ method: 'POST', url: '/api/auth/resend-verification', payload: { email: 'nobody@example.test' } })).statusCode,
+    202,
+  )
   await settle(h)
   const confirmations = h.mail().filter((m) => /Confirm your email/.test(m.subject))
   t.equal(confirmations.filter((m) => m.to.includes(email)).length, 2, 'the signup mail and one resend: the budget is two')

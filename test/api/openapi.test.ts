@@ -77,7 +77,10 @@ t.test('the served document is valid OpenAPI 3.1 and describes every route', asy
   t.equal(validation.valid, true, `valid against the OpenAPI 3.1 schema: ${JSON.stringify(validation.errors ?? [])}`)
   t.match(doc.openapi, /^3\.1\./)
   t.ok(doc.servers !== undefined && doc.servers.length > 0, 'servers are declared')
-  t.ok(doc.info.license?.name !== undefined && (doc.info.license.identifier ?? doc.info.license.url) !== undefined, 'license with a name and an identifier or url')
+  t.ok(
+    doc.info.license?.name !== undefined && (doc.info.license.identifier ?? doc.info.license.url) !== undefined,
+    'license with a name and an identifier or url',
+  )
 
   // Every route but the docs themselves, static assets, HEAD (Fastify's automatic
   // twin of each GET) and the CORS preflight catch-all.
@@ -110,11 +113,36 @@ t.test('every operation is named, summarised, tagged and secured; ids are unique
     }
   }
   // The operations of the contract in DESIGN.md keep these names: generated clients call them.
-  for (const id of ['signup', 'verifyEmail', 'resendVerification', 'login', 'refresh', 'logout', 'logoutAll', 'getMe', 'deleteMe', 'changePassword', 'forgotPassword', 'resetPassword', 'listSessions', 'endSession', 'getJwks', 'getLiveness', 'getReadiness', 'getHealth', 'getDatabaseHealth', 'getMetrics']) {
+  for (const id of [
+    'signup',
+    'verifyEmail',
+    'resendVerification',
+    'login',
+    'refresh',
+    'logout',
+    'logoutAll',
+    'getMe',
+    'deleteMe',
+    'changePassword',
+    'forgotPassword',
+    'resetPassword',
+    'listSessions',
+    'endSession',
+    'getJwks',
+    'getLiveness',
+    'getReadiness',
+    'getHealth',
+    'getDatabaseHealth',
+    'getMetrics',
+  ]) {
     t.ok(ids.has(id), `operationId ${id}`)
   }
   const bearerOnly = operationsOf(doc).filter(([, , op]) => op.security?.some((s) => 'bearerAuth' in s))
-  t.same(bearerOnly.map(([, , op]) => op.operationId).sort(), ['changePassword', 'deleteMe', 'endSession', 'getMe', 'listSessions', 'logoutAll'], 'the Bearer operations')
+  t.same(
+    bearerOnly.map(([, , op]) => op.operationId).sort(),
+    ['changePassword', 'deleteMe', 'endSession', 'getMe', 'listSessions', 'logoutAll'],
+    'the Bearer operations',
+  )
 })
 
 t.test('every error is application/problem+json with the one Problem schema, and every status is documented', async (t) => {
@@ -133,11 +161,16 @@ t.test('every error is application/problem+json with the one Problem schema, and
       const content = response.content ?? {}
       // The two designed exceptions: a probe's 503 is its JSON report, a page's error is a page.
       const designed = (mediaType: string) =>
-        (tags.includes('health') && status === '503' && mediaType === 'application/json') || (tags.includes('pages') && mediaType === 'text/html')
+        (tags.includes('health') && status === '503' && mediaType === 'application/json') ||
+        (tags.includes('pages') && mediaType === 'text/html')
       const others = Object.keys(content).filter((m) => m !== 'application/problem+json')
       for (const mediaType of others) t.ok(designed(mediaType), `${where} ${status}: ${mediaType} is a designed exception to problem+json`)
       if (content['application/problem+json'] !== undefined || others.length === 0) {
-        t.equal(content['application/problem+json']?.schema?.$ref, PROBLEM_REF, `${where} ${status}: application/problem+json with the Problem component`)
+        t.equal(
+          content['application/problem+json']?.schema?.$ref,
+          PROBLEM_REF,
+          `${where} ${status}: application/problem+json with the Problem component`,
+        )
       }
     }
     const statuses = new Set(Object.keys(op.responses))
@@ -177,7 +210,9 @@ t.test('redocly lint (recommended) reports no error on the document npm run lint
       totals: { errors: number }
       problems: { ruleId: string; severity: string; message: string; location: { pointer: string }[] }[]
     }
-    const errors = report.problems.filter((p) => p.severity === 'error').map((p) => `${p.ruleId} ${p.location[0]?.pointer ?? ''}: ${p.message}`)
+    const errors = report.problems
+      .filter((p) => p.severity === 'error')
+      .map((p) => `${p.ruleId} ${p.location[0]?.pointer ?? ''}: ${p.message}`)
     t.same(errors, [], `${path.basename(file)}: no errors`)
     t.equal(report.totals.errors, 0, `${path.basename(file)}: 0 errors in the totals`)
   }
@@ -198,33 +233,58 @@ t.test('the response validator catches an undocumented status, content type or b
   const live: InjectOptions = { method: 'GET', url: '/api/health/live' }
   const liveOp = (d: Document) => d.paths['/api/health/live']?.get as Operation
 
-  const status = await mismatchesWith((d) => {
-    delete liveOp(d).responses['200']
-  }, [live])
+  const status = await mismatchesWith(
+    (d) => {
+      delete liveOp(d).responses['200']
+    },
+    [live],
+  )
   t.match(status.found, [/getLiveness.*GET \/api\/health\/live → 200 .*status 200 is not documented/], 'an undocumented status')
 
-  const mediaType = await mismatchesWith((d) => {
-    const ok = liveOp(d).responses['200']
-    if (ok?.content) ok.content = { 'application/xml': { schema: {} } }
-  }, [live])
+  const mediaType = await mismatchesWith(
+    (d) => {
+      const ok = liveOp(d).responses['200']
+      if (ok?.content) ok.content = { 'application/xml': { schema: {} } }
+    },
+    [live],
+  )
   t.match(mediaType.found, [/content type application\/json is not documented for 200/], 'an undocumented content type')
 
-  const shape = await mismatchesWith((d) => {
-    const schema = liveOp(d).responses['200']?.content?.['application/json']?.schema as { properties: { status: Record<string, unknown> } }
-    schema.properties.status = { type: 'string', enum: ['fine'] }
-  }, [live])
-  t.match(shape.found, [/body does not match the 200 application\/json schema: \/status must be equal to one of the allowed values/], 'a body of another shape')
+  const shape = await mismatchesWith(
+    (d) => {
+      const schema = liveOp(d).responses['200']?.content?.['application/json']?.schema as {
+        properties: { status: Record<string, unknown> }
+      }
+      schema.properties.status = { type: 'string', enum: ['fine'] }
+    },
+    [live],
+  )
+  t.match(
+    shape.found,
+    [/body does not match the 200 application\/json schema: \/status must be equal to one of the allowed values/],
+    'a body of another shape',
+  )
 
   // Through the shared component: a problem body is checked against components.schemas.Problem.
-  const problem = await mismatchesWith((d) => {
-    const schema = d.components.schemas.Problem as { required: string[]; properties: Record<string, unknown> }
-    schema.properties.hint = { type: 'string' }
-    schema.required.push('hint')
-  }, [{ method: 'POST', url: '/api/auth/refresh', payload: {} }])
-  t.match(problem.found, [/refresh.*→ 400 application\/problem\+json.*must have required property 'hint'/], 'a problem body against the Problem component')
+  const problem = await mismatchesWith(
+    (d) => {
+      const schema = d.components.schemas.Problem as { required: string[]; properties: Record<string, unknown> }
+      schema.properties.hint = { type: 'string' }
+      schema.required.push('hint')
+    },
+    [{ method: 'POST', url: '/api/auth/refresh', payload: {} }],
+  )
+  t.match(
+    problem.found,
+    [/refresh.*→ 400 application\/problem\+json.*must have required property 'hint'/],
+    'a problem body against the Problem component',
+  )
 
   // Unknown paths and methods a path does not have are not operations: counted, never failed.
-  const skipped = await mismatchesWith(() => undefined, [{ method: 'GET', url: '/nowhere' }, { method: 'PUT', url: '/api/auth/login' }, live])
+  const skipped = await mismatchesWith(
+    () => undefined,
+    [{ method: 'GET', url: '/nowhere' }, { method: 'PUT', url: '/api/auth/login' }, live],
+  )
   t.same(skipped.found, [], 'the unchanged document finds nothing')
   t.same(skipped.counts, { validated: 1, skipped: 2 })
 })
@@ -239,7 +299,11 @@ t.test('htmlResponses: the page, errors answered as pages, and problems, all doc
   const page = (status: number, text: string) => (_request: unknown, reply: import('fastify').FastifyReply) =>
     reply.code(status).type('text/html; charset=utf-8').send(`<!doctype html><p>${text}</p>`)
   const common = { tags: ['pages'], security: [] }
-  app.get('/page', { schema: { ...common, operationId: 'getPage', summary: 'A page', response: htmlResponses('The page', { rateLimited: true }) } }, page(200, 'hello'))
+  app.get(
+    '/page',
+    { schema: { ...common, operationId: 'getPage', summary: 'A page', response: htmlResponses('The page', { rateLimited: true }) } },
+    page(200, 'hello'),
+  )
   app.post(
     '/page',
     {
@@ -248,7 +312,12 @@ t.test('htmlResponses: the page, errors answered as pages, and problems, all doc
         operationId: 'postPage',
         summary: 'A form post',
         body: { type: 'object', properties: { token: { type: 'string' } }, required: ['token'], additionalProperties: false },
-        response: htmlResponses('The result page', { body: true, rateLimited: true, database: true, pages: { 400: 'the link is damaged', 503: 'try again later' } }),
+        response: htmlResponses('The result page', {
+          body: true,
+          rateLimited: true,
+          database: true,
+          pages: { 400: 'the link is damaged', 503: 'try again later' },
+        }),
       },
     },
     page(400, 'the link is damaged'),
@@ -261,7 +330,11 @@ t.test('htmlResponses: the page, errors answered as pages, and problems, all doc
   t.same(Object.keys(get?.responses['200']?.content ?? {}), ['text/html'])
   t.equal(get?.responses['429']?.content?.['application/problem+json']?.schema?.$ref, PROBLEM_REF)
   t.same(Object.keys(post?.responses ?? {}), ['200', '400', '413', '415', '429', '500', '503'])
-  t.same(Object.keys(post?.responses['400']?.content ?? {}).sort(), ['application/problem+json', 'text/html'], 'a status that is a page or a problem has both')
+  t.same(
+    Object.keys(post?.responses['400']?.content ?? {}).sort(),
+    ['application/problem+json', 'text/html'],
+    'a status that is a page or a problem has both',
+  )
   t.equal(post?.responses['400']?.content?.['application/problem+json']?.schema?.$ref, PROBLEM_REF)
   t.match(post?.responses['503']?.description, /database cannot be reached.*; or a page: try again later/)
 

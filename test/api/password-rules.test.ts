@@ -28,12 +28,24 @@ async function rangeApi(t: Parameters<typeof build>[0], down = false): Promise<s
 
 t.test('PASSWORD_MIN_LENGTH applies to signup, change-password and reset', async (t) => {
   const h = await build(t, { PASSWORD_MIN_LENGTH: '15', REQUIRE_EMAIL_VERIFICATION: 'false' })
-  const short = await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'len@example.test', password: 'fourteen chars' } })
+  const short = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'len@example.test', password: 'fourteen chars' },
+  })
   t.equal(short.statusCode, 400)
   t.equal(json(short).code, 'password_too_short')
-  const ok = await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'len@example.test', password: 'fifteen chars!!' } })
+  const ok = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'len@example.test', password: 'fifteen chars!!' },
+  })
   t.equal(ok.statusCode, 202)
-  const login = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'len@example.test', password: 'fifteen chars!!' } })
+  const login = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'len@example.test', password: 'fifteen chars!!' },
+  })
   const change = await h.app.inject({
     method: 'POST',
     url: '/api/auth/change-password',
@@ -46,17 +58,37 @@ t.test('PASSWORD_MIN_LENGTH applies to signup, change-password and reset', async
 
 t.test('a breached password is refused; the check failing closed answers 503', async (t) => {
   const h = await build(t, { PASSWORD_BREACH_CHECK: 'true', PASSWORD_BREACH_API_URL: await rangeApi(t) })
-  const breached = await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'pwned@example.test', password: BREACHED } })
+  const breached = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'pwned@example.test', password: BREACHED },
+  })
   t.equal(breached.statusCode, 400)
   t.equal(json(breached).code, 'password_breached')
-  const clean = await h.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'pwned@example.test', password: 'a never seen passphrase' } })
+  const clean = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'pwned@example.test', password: 'a never seen passphrase' },
+  })
   t.equal(clean.statusCode, 202)
 
-  const closed = await build(t, { PASSWORD_BREACH_CHECK: 'true', PASSWORD_BREACH_FAIL_OPEN: 'false', PASSWORD_BREACH_API_URL: await rangeApi(t, true) })
-  const res = await closed.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'down@example.test', password: 'a never seen passphrase' } })
+  const closed = await build(t, {
+    PASSWORD_BREACH_CHECK: 'true',
+    PASSWORD_BREACH_FAIL_OPEN: 'false',
+    PASSWORD_BREACH_API_URL: await rangeApi(t, true),
+  })
+  const res = await closed.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'down@example.test', password: 'a never seen passphrase' },
+  })
   t.equal(res.statusCode, 503)
   t.equal(json(res).code, 'breach_check_unavailable')
   const open = await build(t, { PASSWORD_BREACH_CHECK: 'true', PASSWORD_BREACH_API_URL: await rangeApi(t, true) })
-  const through = await open.app.inject({ method: 'POST', url: '/api/auth/signup', payload: { email: 'down@example.test', password: 'a never seen passphrase' } })
+  const through = await open.app.inject({
+    method: 'POST',
+    url: '/api/auth/signup',
+    payload: { email: 'down@example.test', password: 'a never seen passphrase' },
+  })
   t.equal(through.statusCode, 202, 'fail-open lets the password through')
 })

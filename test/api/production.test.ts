@@ -31,7 +31,7 @@ async function assertNotFound(t: Test, h: Awaited<ReturnType<typeof build>>, url
 
 t.test('production defaults: /docs, /docs/json and /metrics are not served', async (t) => {
   const h = await build(t, productionEnv())
-  t.equal(h.config.NODE_ENV, 'production', 'really production')
+  t.equal(h.config.nodeEnv, 'production', 'really production')
   for (const url of ['/docs', '/docs/', '/docs/json', '/metrics']) await assertNotFound(t, h, url)
   t.equal((await get(h, '/api/health/live')).statusCode, 200, 'the service itself is up')
 })

@@ -78,7 +78,12 @@ t.test('one trusted hop: forged left-most values do not get around the per-IP ra
 })
 
 t.test('TRUST_PROXY=false: X-Forwarded-For is ignored entirely', async (t) => {
-  const h = await build(t, { TRUST_PROXY: 'false', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_CREDENTIALS_MAX: '3', REQUIRE_EMAIL_VERIFICATION: 'false' })
+  const h = await build(t, {
+    TRUST_PROXY: 'false',
+    RATE_LIMIT_ENABLED: 'true',
+    RATE_LIMIT_CREDENTIALS_MAX: '3',
+    REQUIRE_EMAIL_VERIFICATION: 'false',
+  })
   await signup(h, 'direct@example.test')
   const res = await login(h, 'direct@example.test', PASSWORD, { peer: '198.51.100.30', xff: '203.0.113.99, 192.0.2.1' })
   t.equal(res.statusCode, 200)
@@ -103,7 +108,10 @@ t.test('a hop count of 1 takes the right-most X-Forwarded-For entry', async (t) 
   t.equal(await sessionIp(h, json<{ accessToken: string }>(res).accessToken), '198.51.100.40')
   const audit = await auditRows(t, h)
   t.equal(audit.find((r) => r.action === 'login_success')?.ip, '198.51.100.40', 'audit row')
-  t.notOk(audit.some((r) => r.ip === '203.0.113.5' || r.ip === '10.1.2.3'), 'neither the forged entry nor the proxy')
+  t.notOk(
+    audit.some((r) => r.ip === '203.0.113.5' || r.ip === '10.1.2.3'),
+    'neither the forged entry nor the proxy',
+  )
 })
 
 t.test('the IP lock locks the real client, not an address it frames; sessions and audit rows hold real addresses', async (t) => {
@@ -154,13 +162,26 @@ t.test('the IP lock locks the real client, not an address it frames; sessions an
     { ips: failures.map((r) => r.ip) },
   )
   const success = audit.filter((r) => r.action === 'login_success')
-  t.same(success.map((r) => r.ip), [victim, victim], "the victim's logins are recorded from the victim's address")
+  t.same(
+    success.map((r) => r.ip),
+    [victim, victim],
+    "the victim's logins are recorded from the victim's address",
+  )
   const forged = new Set(['203.0.113.250', PROXY])
-  t.notOk(audit.some((r) => r.ip !== null && forged.has(r.ip)), 'no audit row holds a forged or proxy address')
-  t.ok(audit.every((r) => r.ip !== victim || r.action !== 'login_failed'), 'nothing framed the victim')
+  t.notOk(
+    audit.some((r) => r.ip !== null && forged.has(r.ip)),
+    'no audit row holds a forged or proxy address',
+  )
+  t.ok(
+    audit.every((r) => r.ip !== victim || r.action !== 'login_failed'),
+    'nothing framed the victim',
+  )
 
   // x-request-id: echoed to the caller, but the audit row holds the service's own id.
   t.equal(own.headers['x-request-id'], 'caller-chosen-id-1', 'echoed')
   t.match(success[1]?.requestId, UUID, "the audit row has the service's request id")
-  t.notOk(audit.some((r) => r.requestId === 'caller-chosen-id-1'), "never the caller's")
+  t.notOk(
+    audit.some((r) => r.requestId === 'caller-chosen-id-1'),
+    "never the caller's",
+  )
 })

@@ -71,12 +71,23 @@ t.test('a login rehashes a password whose argon2 parameters are outdated', async
   await admin.connect()
   t.teardown(() => admin.end())
   const hash = async () =>
-    ((await admin.query(`SELECT hashed_password FROM activity.users WHERE email = 're@example.test'`)).rows[0] as { hashed_password: string })
-      .hashed_password
+    (
+      (await admin.query(`SELECT hashed_password FROM activity.users WHERE email = 're@example.test'`)).rows[0] as {
+        hashed_password: string
+      }
+    ).hashed_password
   t.match(await hash(), /m=1024,t=1/)
-  const res = await stronger.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 're@example.test', password: 'rehash me please' } })
+  const res = await stronger.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 're@example.test', password: 'rehash me please' },
+  })
   t.equal(res.statusCode, 200)
   t.match(await hash(), /m=2048,t=2/, 'stored with the new parameters')
-  const again = await stronger.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 're@example.test', password: 'rehash me please' } })
+  const again = await stronger.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 're@example.test', password: 'rehash me please' },
+  })
   t.equal(again.statusCode, 200, 'the new hash verifies')
 })

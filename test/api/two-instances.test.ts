@@ -55,8 +55,7 @@ async function loggedIn(h: App, email: string): Promise<Pair> {
 }
 
 const me = (h: App, accessToken: string) => h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(accessToken) })
-const refresh = (h: App, refreshToken: string) =>
-  h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })
+const refresh = (h: App, refreshToken: string) => h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })
 
 const status = (res: LightMyRequestResponse) => res.statusCode
 
@@ -74,7 +73,10 @@ t.test('a refresh token rotated on A and reused on B revokes the session on both
   const reused = await refresh(b, first.refreshToken)
   t.equal(status(reused), 401, 'the old token presented to B is refused')
 
-  for (const [name, h] of [['A', a], ['B', b]] as const) {
+  for (const [name, h] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     t.equal(status(await refresh(h, second.refreshToken)), 401, `${name}: the successor is revoked too`)
     t.equal(status(await me(h, second.accessToken)), 401, `${name}: the session's access token is refused`)
     t.equal(status(await me(h, first.accessToken)), 401, `${name}: and the first one`)
@@ -93,7 +95,10 @@ t.test('a refresh token used again on B after its successor was used on A: the s
   t.equal(status(third), 200, 'the successor rotated on A')
 
   t.equal(status(await refresh(b, first.refreshToken)), 401, 'the first token presented to B is refused')
-  for (const [name, h] of [['A', a], ['B', b]] as const) {
+  for (const [name, h] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     t.equal(status(await refresh(h, json<Pair>(third).refreshToken)), 401, `${name}: the latest token is revoked`)
     t.equal(status(await me(h, json<Pair>(third).accessToken)), 401, `${name}: the session's access token is refused`)
   }
@@ -111,7 +116,7 @@ t.test('a logout on A is seen by B at once', async (t) => {
 
   t.equal(status(await me(b, session.accessToken)), 401, "B refuses the ended session's access token")
   t.equal(status(await refresh(b, session.refreshToken)), 401, 'and its refresh token')
-  t.equal(status(await me(b, other.accessToken)), 200, 'the same user\'s other session is untouched')
+  t.equal(status(await me(b, other.accessToken)), 200, "the same user's other session is untouched")
 })
 
 t.test('per-IP credential limits count requests to both instances', async (t) => {
@@ -140,7 +145,10 @@ t.test('the account lockout counts failures on both instances', async (t) => {
   for (const h of [a, b, a]) failures.push(status(await login(h, 'locked@example.test', 'a wrong password')))
   t.same(failures, [401, 401, 401], 'three failures, spread over A and B')
 
-  for (const [name, h] of [['A', a], ['B', b]] as const) {
+  for (const [name, h] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     const res = await login(h, 'locked@example.test')
     t.equal(status(res), 429, `${name}: locked, even with the right password`)
     t.equal(json(res).code, 'too_many_attempts')

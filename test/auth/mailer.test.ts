@@ -13,7 +13,6 @@ function recordingLogger() {
   return { calls, info: (obj: object, msg: string) => calls.push({ obj: obj as Record<string, unknown>, msg }) }
 }
 
-
 // ---
 
 t.test('the decoder used below reads quoted-printable the way mail clients do', async (t) => {
@@ -78,7 +77,12 @@ t.test('the account-exists notice goes to the owner without any token', async (t
 t.test('an SMTP failure reaches the caller (who logs it) instead of vanishing', async (t) => {
   const port = await freePort()
 
-  const mailer = createMailer({ smtpUrl: `smtp://127.0.0.1:${port}`, from: FROM, appUrl: 'https://app.example.test', logger: recordingLogger() })
+  const mailer = createMailer({
+    smtpUrl: `smtp://127.0.0.1:${port}`,
+    from: FROM,
+    appUrl: 'https://app.example.test',
+    logger: recordingLogger(),
+  })
   t.teardown(() => mailer.close())
   await t.rejects(mailer.sendVerification('dave@example.test', TOKEN))
 })

@@ -87,7 +87,10 @@ t.test('a breached password is rejected, a clean one accepted, padding lines ign
   t.equal(await policy.check(CLEAN), undefined, 'clean')
   t.equal(await policy.check(PADDED), undefined, 'its suffix is in the answer, but with count 0: padding')
   t.equal(api.received.length, 3, 'one request per check')
-  t.ok(api.received.every((r) => r.headers['add-padding'] === 'true'), 'padding asked for every time')
+  t.ok(
+    api.received.every((r) => r.headers['add-padding'] === 'true'),
+    'padding asked for every time',
+  )
 
   const base = createPasswordPolicy({ minLength: 8, breachCheck: check(`${api.url}/`) })
   t.match(await base.check(BREACHED), { code: 'password_breached' }, 'a trailing slash on the base URL is fine')

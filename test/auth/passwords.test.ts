@@ -1,12 +1,7 @@
 import { readFileSync } from 'node:fs'
 import argon2 from 'argon2'
 import t from 'tap'
-import {
-  checkPasswordPolicy,
-  commonPasswordListPath,
-  commonPasswords,
-  createPasswordHasher,
-} from '../../src/auth/passwords.ts'
+import { checkPasswordPolicy, commonPasswordListPath, commonPasswords, createPasswordHasher } from '../../src/auth/passwords.ts'
 
 // Small parameters where only behaviour matters, to keep the suite quick.
 const FAST = { memoryKiB: 1024, timeCost: 1, parallelism: 1 }
@@ -76,7 +71,9 @@ t.test('common passwords are rejected case-insensitively; a random passphrase is
 })
 
 t.test('the whole bundled list of 10,000 common passwords is loaded', async (t) => {
-  const lines = readFileSync(commonPasswordListPath(), 'utf8').split(/\r?\n/).filter((l) => l !== '')
+  const lines = readFileSync(commonPasswordListPath(), 'utf8')
+    .split(/\r?\n/)
+    .filter((l) => l !== '')
   t.ok(lines.length >= 10_000, `${lines.length} entries in the shipped list`)
   const set = commonPasswords()
   const missing = lines.filter((l) => !set.has(l.toLowerCase()))

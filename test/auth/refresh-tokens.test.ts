@@ -6,11 +6,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import {
-  deriveRefreshSuccessor,
-  loadRefreshTokenPepper,
-  newRefreshToken,
-} from '../../src/auth/refresh-tokens.ts'
+import { deriveRefreshSuccessor, loadRefreshTokenPepper, newRefreshToken } from '../../src/auth/refresh-tokens.ts'
 import { hashToken, isWellFormedToken } from '../../src/auth/tokens.ts'
 
 const PEPPER = 'p'.repeat(16) + 'e'.repeat(16) + '0123456789'
@@ -58,5 +54,9 @@ t.test('development: generated once under DATA_DIR (0600 in a 0700 directory), t
   t.equal(new Set(peppers).size, 1, 'instances starting at once agree on one pepper')
 
   await writeFile(file, 'short\n')
-  await t.rejects(loadRefreshTokenPepper({ dataDir, production: false }), /fewer than 32/, 'a damaged file is an error, not silently replaced')
+  await t.rejects(
+    loadRefreshTokenPepper({ dataDir, production: false }),
+    /fewer than 32/,
+    'a damaged file is an error, not silently replaced',
+  )
 })

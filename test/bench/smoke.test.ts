@@ -72,14 +72,20 @@ t.test('npm run bench -- --smoke: every row of our side and its ceilings is fill
     /^enumeration: health probe after signup/,
     /^enumeration: health probe after verify-email, unknown token ÷ malformed token/,
   ]) {
-    t.ok(figures.some((f) => expected.test(f)), `a row ${String(expected)}`)
+    t.ok(
+      figures.some((f) => expected.test(f)),
+      `a row ${String(expected)}`,
+    )
   }
   for (const row of result.rows) {
     t.ok(Number.isFinite(row.ours) && row.ours > 0, `${row.figure}: a positive number (${row.ours})`)
     t.equal(row.failures, 0, `${row.figure}: no failed request`)
     if (row.reference !== null) t.ok(Number.isFinite(row.reference) && row.reference > 0, `${row.figure}: a positive reference`)
     if (row.unit === 'req/s') {
-      t.ok(row.ratio !== null && Number.isFinite(row.ratio) && row.ratio > 0, `${row.figure}: a finite positive ratio (${String(row.ratio)})`)
+      t.ok(
+        row.ratio !== null && Number.isFinite(row.ratio) && row.ratio > 0,
+        `${row.figure}: a finite positive ratio (${String(row.ratio)})`,
+      )
     }
   }
   t.match(output, /\| figure +\| ours/, 'the table is printed')

@@ -14,12 +14,7 @@ import t, { type Test } from 'tap'
 import { bootstrap } from '../../src/db/bootstrap.ts'
 import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { migrate, migrationNames } from '../../src/db/migrate.ts'
-import {
-  createEmailToken,
-  createUser,
-  recordFailedLogin,
-  saveRefreshToken,
-} from '../../src/db/procedures.ts'
+import { createEmailToken, createUser, recordFailedLogin, saveRefreshToken } from '../../src/db/procedures.ts'
 import type { BackupInfo, BackupMetadata } from '../../src/ops/backup.ts'
 import { findTool, findToolFor, toolMajor } from '../../src/ops/pg-tools.ts'
 import { newRefreshToken } from '../../src/auth/refresh-tokens.ts'
@@ -45,7 +40,10 @@ async function populatedDatabase(t: Test): Promise<{ env: NodeJS.ProcessEnv; adm
   await cli(['seed'], env)
   const pool = new pg.Pool({ connectionString: adminUrl, max: 2 })
   try {
-    const user = await createUser(pool, { email: 'Backup.Me@Example.com', hashedPassword: '$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA' })
+    const user = await createUser(pool, {
+      email: 'Backup.Me@Example.com',
+      hashedPassword: '$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA',
+    })
     await createEmailToken(pool, { userId: user.id, purpose: 'verify_email', tokenHash: newEmailToken().hash, ttlSeconds: 3600 })
     const token = newRefreshToken()
     await saveRefreshToken(pool, { userId: user.id, tokenHash: token.hash, jti: token.jti, idleTtlSeconds: 3600, familyTtlSeconds: 7200 })
@@ -72,47 +70,55 @@ async function contents(adminUrl: string): Promise<Record<string, string>> {
     )
     const out: Record<string, string> = {}
     for (const { name } of tables.rows) {
-      const { rows } = await c.query<{ j: string | null }>(`SELECT json_agg(x ORDER BY x::text)::text AS j FROM activity.${c.escapeIdentifier(name)} x`)
+      const { rows } = await c.query<{ j: string | null }>(
+        `SELECT json_agg(x ORDER BY x::text)::text AS j FROM activity.${c.escapeIdentifier(name)} x`,
+      )
       out[name] = rows[0]?.j ?? '[]'
     }
     return out
   })
 }
 
-t.test(`backup → drop → restore gives identical rows in every table (server ${serverUrl === run.adminUrl ? 'of the run' : serverUrl})`, async (t) => {
-  const { env, adminUrl } = await populatedDatabase(t)
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'activity-bk-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const before = await contents(adminUrl)
-  for (const table of ['users', 'refresh_tokens', 'email_tokens', 'login_attempts', 'audit_logs']) {
-    t.not(before[table], '[]', `${table} has rows to lose`)
-  }
+t.test(
+  `backup → drop → restore gives identical rows in every table (server ${serverUrl === run.adminUrl ? 'of the run' : serverUrl})`,
+  async (t) => {
+    const { env, adminUrl } = await populatedDatabase(t)
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'activity-bk-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const before = await contents(adminUrl)
+    for (const table of ['users', 'refresh_tokens', 'email_tokens', 'login_attempts', 'audit_logs']) {
+      t.not(before[table], '[]', `${table} has rows to lose`)
+    }
 
-  for (const args of [[], ['--plain'], ['--no-compress'], ['--plain', '--no-compress']]) {
-    const backup = await cliJson<BackupInfo>(['backup', '--out', dir, ...args], env)
-    t.equal(backup.code, 0)
-    const info = backup.body
-    t.match(info.file, /\.(dump|sql|sql\.gz)$/)
-    t.equal(info.format, args.includes('--plain') ? 'plain' : 'custom')
-    t.equal(info.compressed, !args.includes('--no-compress'))
-    const metadata = JSON.parse(await readFile(`${info.path}.json`, 'utf8')) as BackupMetadata
-    t.equal(metadata.sha256.length, 64)
-    t.equal(metadata.sizeBytes, (await stat(info.path)).size)
-    t.equal(metadata.migrationHead, (await migrationNames()).at(-1))
-    t.equal(metadata.rowCounts.users, 5)
-    t.equal(metadata.pgDumpVersion, pgDumpMajor)
+    for (const args of [[], ['--plain'], ['--no-compress'], ['--plain', '--no-compress']]) {
+      const backup = await cliJson<BackupInfo>(['backup', '--out', dir, ...args], env)
+      t.equal(backup.code, 0)
+      const info = backup.body
+      t.match(info.file, /\.(dump|sql|sql\.gz)$/)
+      t.equal(info.format, args.includes('--plain') ? 'plain' : 'custom')
+      t.equal(info.compressed, !args.includes('--no-compress'))
+      const metadata = JSON.parse(await readFile(`${info.path}.json`, 'utf8')) as BackupMetadata
+      t.equal(metadata.sha256.length, 64)
+      t.equal(metadata.sizeBytes, (await stat(info.path)).size)
+      t.equal(metadata.migrationHead, (await migrationNames()).at(-1))
+      t.equal(metadata.rowCounts.users, 5)
+      t.equal(metadata.pgDumpVersion, pgDumpMajor)
 
-    // Lose everything, then restore.
-    await withClient(adminUrl, (c) => c.query('DROP SCHEMA activity CASCADE'))
-    const restored = await cli(['restore', info.path, '--yes'], env)
-    t.match(restored.out, /^restored .* into /)
-    t.same(await contents(adminUrl), before, `${args.join(' ') || 'custom'}: identical after restore`)
-  }
-  const status = await cliJson<{ pending: string[]; roles: { role: string; ok: boolean }[] }>(['status'], env)
-  t.same(status.body.pending, [], 'migration history restored')
-  t.ok(status.body.roles.every((r) => r.ok), 'ownership and grants restored')
-  t.equal((await cliJson<unknown[]>(['list-backups', '--out', dir], env)).body.length, 4)
-})
+      // Lose everything, then restore.
+      await withClient(adminUrl, (c) => c.query('DROP SCHEMA activity CASCADE'))
+      const restored = await cli(['restore', info.path, '--yes'], env)
+      t.match(restored.out, /^restored .* into /)
+      t.same(await contents(adminUrl), before, `${args.join(' ') || 'custom'}: identical after restore`)
+    }
+    const status = await cliJson<{ pending: string[]; roles: { role: string; ok: boolean }[] }>(['status'], env)
+    t.same(status.body.pending, [], 'migration history restored')
+    t.ok(
+      status.body.roles.every((r) => r.ok),
+      'ownership and grants restored',
+    )
+    t.equal((await cliJson<unknown[]>(['list-backups', '--out', dir], env)).body.length, 4)
+  },
+)
 
 t.test('a corrupt, truncated, unchecked or too new backup is refused and the database is untouched', async (t) => {
   const { env, adminUrl } = await populatedDatabase(t)
@@ -186,7 +192,9 @@ t.test('migrate takes a backup first when it has something to apply to a databas
 t.test('a client older than the server is refused with a clear message', async (t) => {
   await t.rejects(
     findToolFor('pg_dump', undefined, pgDumpMajor + 1),
-    new RegExp(`pg_dump ${pgDumpMajor} \\(.*\\) is older than the PostgreSQL ${pgDumpMajor + 1} server: install client tools ${pgDumpMajor + 1} or newer`),
+    new RegExp(
+      `pg_dump ${pgDumpMajor} \\(.*\\) is older than the PostgreSQL ${pgDumpMajor + 1} server: install client tools ${pgDumpMajor + 1} or newer`,
+    ),
   )
   await t.rejects(findTool('pg_dump', '/nonexistent'), /pg_dump not found in PG_BIN_DIR \(\/nonexistent\)/)
   if (runMajor > pgDumpMajor) {

@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
 import t from 'tap'
 import { nodeArgs } from '../helpers/child.ts'
 import { withClient, withDatabase as withDb } from '../../src/db/admin-connection.ts'
-import { migrationNames } from '../../src/db/migrate.ts'
+import { MIGRATIONS_DIR, migrationNames } from '../../src/db/migrate.ts'
 import { cli, cliEnv } from '../helpers/cli.ts'
 import { readRun } from '../helpers/cluster.ts'
 
@@ -22,7 +24,10 @@ t.test('init → status → rollback → status → migrate', async (t) => {
 
   const status = await cli(['status', '--json'], env)
   const parsed = JSON.parse(status.out) as { applied: { name: string }[]; pending: string[] }
-  t.same(parsed.applied.map((m) => m.name), names)
+  t.same(
+    parsed.applied.map((m) => m.name),
+    names,
+  )
   t.same(parsed.pending, [])
 
   const rollback = await cli(['rollback', '1'], env)
@@ -41,7 +46,10 @@ t.test('operator mistakes: usage and one-line errors', async (t) => {
   t.equal((await cli([], env)).code, 1, 'no command prints usage and fails')
   await t.rejects(cli(['frobnicate'], env), /unknown command "frobnicate"/)
   await t.rejects(cli(['rollback', 'x'], env), /positive whole number/)
-  await t.rejects(cli(['status'], { ...env, DATABASE_URL: 'postgresql://u@127.0.0.1:1/x', DATABASE_ADMIN_URL: '' }), /DATABASE_ADMIN_URL is required/)
+  await t.rejects(
+    cli(['status'], { ...env, DATABASE_URL: 'postgresql://u@127.0.0.1:1/x', DATABASE_ADMIN_URL: '' }),
+    /DATABASE_ADMIN_URL is required/,
+  )
 })
 
 t.test('the real command prints one line and exits 1 on an unreachable server', async (t) => {
@@ -64,17 +72,18 @@ t.test('status reports server, size and a passing role check; migrate --dry-run 
     serverVersion: string
     databaseSizeBytes: number
     roles: { role: string; ok: boolean; problems: string[] }[]
-    applied: { durationMs: number | null }[]
   }
   t.match(status.serverVersion, /^1[5-9]/)
   t.ok(status.databaseSizeBytes > 0)
-  t.same(status.roles.map((r) => [r.role, r.ok, r.problems]), [
-    ['activity_owner', true, []],
-    ['auth_api_user', true, []],
-    ['write_api_user', true, []],
-    ['activity_readonly', true, []],
-  ])
-  t.type(status.applied[0]?.durationMs, 'number', 'execution time recorded')
+  t.same(
+    status.roles.map((r) => [r.role, r.ok, r.problems]),
+    [
+      ['activity_owner', true, []],
+      ['auth_api_user', true, []],
+      ['write_api_user', true, []],
+      ['activity_readonly', true, []],
+    ],
+  )
   const human = (await cli(['status'], env)).out
   t.match(human, /role\s+auth_api_user: ok/)
 
@@ -88,7 +97,9 @@ t.test('status reports server, size and a passing role check; migrate --dry-run 
   // The rollback undid the newest migration: the dry run shows exactly that file's SQL.
   const newest = (await migrationNames()).at(-1) ?? '?'
   t.match(dry.out, `-- dry run: would apply ${newest}`)
-  t.match(dry.out, /CREATE (OR REPLACE )?FUNCTION activity\./)
+  const newestSql = await readFile(path.join(MIGRATIONS_DIR, `${newest}.sql`), 'utf8')
+  const firstStatement = newestSql.split('\n').find((line) => /^[A-Z]/.test(line)) ?? '?'
+  t.ok(dry.out.includes(firstStatement), `the dry run shows ${firstStatement}`)
   const after = JSON.parse((await cli(['status', '--json'], env)).out) as { pending: string[] }
   t.equal(after.pending.length, 1, 'still pending after the dry run')
   const applied = await cli(['migrate', '--no-backup'], env)
@@ -103,7 +114,10 @@ t.test('guards: production refuses seed and reset; reset and restore want --yes;
     cli(['init'], { ...env, NODE_ENV: 'production', AUTH_API_DB_PASSWORD: 'auth_api_dev_password' }),
     /init refuses to set development passwords in production: AUTH_API_DB_PASSWORD is a development default/,
   )
-  await t.rejects(cli(['status'], { ...env, NODE_ENV: 'production', DATABASE_ADMIN_URL: '' }), /DATABASE_ADMIN_URL is required \(the embedded database/)
+  await t.rejects(
+    cli(['status'], { ...env, NODE_ENV: 'production', DATABASE_ADMIN_URL: '' }),
+    /DATABASE_ADMIN_URL is required \(the embedded database/,
+  )
   await t.rejects(cli(['reset'], env), /add --yes/)
   await t.rejects(cli(['restore', 'x.dump'], env), /add --yes/)
   await t.rejects(cli(['restore'], env), /needs a backup file/)

@@ -83,7 +83,10 @@ t.test('reset --yes drops every row and leaves a migrated, empty schema', async 
   t.equal(users.rows[0]?.n, 0)
   const status = await cliJson<{ pending: string[]; roles: { ok: boolean }[] }>(['status'], env)
   t.same(status.body.pending, [])
-  t.ok(status.body.roles.every((r) => r.ok), 'grants restored by bootstrap + migrate')
+  t.ok(
+    status.body.roles.every((r) => r.ok),
+    'grants restored by bootstrap + migrate',
+  )
 })
 
 t.test('cleanup removes what is past retention, keeps what is inside, and yields to a running cleanup', async (t) => {
@@ -108,7 +111,15 @@ t.test('cleanup removes what is past retention, keeps what is inside, and yields
     await holder.query('SELECT pg_advisory_unlock(8152, 0)')
   })
   const counts = await cliJson<Record<string, number>>(['cleanup', '--retention', '2'], env)
-  t.same(counts.body, { refresh_tokens: 2, email_tokens: 0, login_attempts: 0, audit_logs: 1, trusted_devices: 0, mail_budget: 0, unverified_users: 1 })
+  t.same(counts.body, {
+    refresh_tokens: 2,
+    email_tokens: 0,
+    login_attempts: 0,
+    audit_logs: 1,
+    trusted_devices: 0,
+    mail_budget: 0,
+    unverified_users: 1,
+  })
   await withClient(adminUrl, async (c) => {
     const emails = (await c.query<{ email: string }>(`SELECT email FROM activity.users ORDER BY email`)).rows.map((r) => r.email)
     t.ok(emails.includes('young@example.com') && !emails.includes('old@example.com'), 'the retention boundary holds')
@@ -118,7 +129,11 @@ t.test('cleanup removes what is past retention, keeps what is inside, and yields
     const audit = (await c.query<{ action: string }>(`SELECT action FROM activity.audit_logs WHERE action IN ('ancient', 'recent')`)).rows
     t.same(audit, [{ action: 'recent' }])
   })
-  t.same((await cliJson<Record<string, number>>(['cleanup', '--retention', '2'], env)).body.unverified_users, 0, 'a second run finds nothing')
+  t.same(
+    (await cliJson<Record<string, number>>(['cleanup', '--retention', '2'], env)).body.unverified_users,
+    0,
+    'a second run finds nothing',
+  )
   await t.rejects(cli(['cleanup', '--retention', '0'], env), /--retention must be a positive whole number/)
 })
 
@@ -138,10 +153,7 @@ t.test('health: healthy with auth figures (exit 0), degraded with a pending migr
   })
   t.same(
     healthy.body.tables?.map((x) => x.table),
-    [
-      'audit_logs', 'email_tokens', 'login_attempts', 'mail_budget', 'pgmigrations', 'pgmigrations_timing',
-      'refresh_tokens', 'trusted_devices', 'users',
-    ],
+    ['audit_logs', 'email_tokens', 'login_attempts', 'mail_budget', 'pgmigrations', 'refresh_tokens', 'trusted_devices', 'users'],
   )
   t.match(healthy.body.locks, { waiting: 0 })
   t.match((await cli(['health'], env)).out, /^database healthy \(latency [\d.]+ ms\)\n(.|\n)*users {4}2 active, 1 unverified/)
@@ -189,7 +201,10 @@ t.test('list-backups and cleanup-backups work on the backup directory alone', as
     'newest first',
   )
   const older = await cliJson<{ removed: { file: string }[] }>(['cleanup-backups', '--older-than', '15'], env)
-  t.same(older.body.removed.map((b) => b.file), ['manual.sql', 'activitydb-3.dump'])
+  t.same(
+    older.body.removed.map((b) => b.file),
+    ['manual.sql', 'activitydb-3.dump'],
+  )
   const kept = await cli(['cleanup-backups', '--keep', '2'], env)
   t.match(kept.out, /^removed 1 backup\(s\)\n {2}activitydb-2\.dump$/)
   t.same((await readdir(dir)).sort(), ['activitydb-0.dump', 'activitydb-0.dump.json', 'activitydb-1.dump', 'activitydb-1.dump.json'])

@@ -199,7 +199,11 @@ t.test('the verify-token and require-user blocks against the service and its key
   const h = await build(t, { JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() })
   const authUrl = await listen(h)
   await signup(h, 'verifier@example.test', true)
-  const login = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: 'verifier@example.test', password: PASSWORD } })
+  const login = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { email: 'verifier@example.test', password: PASSWORD },
+  })
   const { accessToken } = json<{ accessToken: string }>(login)
   const me = json<{ id: string }>(await h.app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(accessToken) }))
   const sessions = json<{ id: string; current: boolean }[]>(
@@ -246,7 +250,12 @@ t.test('the verify-token and require-user blocks against the service and its key
   for (const name of ['tampered', 'wrongAudience', 'wrongType', 'none']) {
     t.match(
       out.guarded[name],
-      { status: 401, contentType: /^application\/problem\+json/, wwwAuthenticate: 'Bearer error="invalid_token"', body: { code: 'invalid_token' } },
+      {
+        status: 401,
+        contentType: /^application\/problem\+json/,
+        wwwAuthenticate: 'Bearer error="invalid_token"',
+        body: { code: 'invalid_token' },
+      },
       `requireUser refuses the ${name} token`,
     )
   }

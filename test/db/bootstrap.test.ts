@@ -55,9 +55,15 @@ t.test('bootstrap creates the roles, database and schema, and running it twice c
   t.notMatch(pub?.nspacl, /(^|[{,])=/, 'PUBLIC has nothing on schema public')
   t.notMatch(first.db[0]?.datacl, /(^|[{,])=/, 'PUBLIC may not connect')
   t.match(first.db[0]?.datacl, /auth_api_user=c\//)
-  t.same(first.defaults.map((d) => [d.defaclobjtype, d.defaclacl]), [['f', '{activity_owner=X/activity_owner}']],
-    'functions created by activity_owner are not executable by PUBLIC')
-  t.same(first.members.map((m) => m.role), ['pg_monitor'])
+  t.same(
+    first.defaults.map((d) => [d.defaclobjtype, d.defaclacl]),
+    [['f', '{activity_owner=X/activity_owner}']],
+    'functions created by activity_owner are not executable by PUBLIC',
+  )
+  t.same(
+    first.members.map((m) => m.role),
+    ['pg_monitor'],
+  )
 
   await bootstrap({ adminUrl: run.adminUrl, database, passwords: TEST_PASSWORDS })
   t.same(await snapshot(run.adminUrl, database), first, 'second run is a no-op')

@@ -67,7 +67,10 @@ t.test('no port given: the remembered one is used, kept across restarts, and rep
   await occupy(t, remembered)
   const third = await start(t, { dataDir: dir })
   t.not(third.cluster.port, remembered, 'another port when something else took it')
-  t.match(third.log, `port ${remembered} (remembered in ${path.join(dir, 'port')}) is in use by another program: using ${third.cluster.port} instead`)
+  t.match(
+    third.log,
+    `port ${remembered} (remembered in ${path.join(dir, 'port')}) is in use by another program: using ${third.cluster.port} instead`,
+  )
   t.equal(await answers(third.cluster), third.cluster.port)
   t.equal((await readFile(path.join(dir, 'port'), 'utf8')).trim(), String(third.cluster.port), 'the new port is remembered')
 })
@@ -97,7 +100,11 @@ t.test('an explicit port that is taken is refused, naming the port and EMBEDDED_
 
   const env = { DATA_DIR: dir, EMBEDDED_PG_PORT: String(taken) }
   const expected = `EMBEDDED_PG_PORT=${taken}, but port ${taken} on 127.0.0.1 is already in use: stop the program listening there, set another port, or unset EMBEDDED_PG_PORT to let the embedded server pick a free one`
-  await t.rejects(startCheckoutCluster(loadConfig(env), () => undefined), { message: expected }, 'npm start')
+  await t.rejects(
+    startCheckoutCluster(loadConfig(env), () => undefined),
+    { message: expected },
+    'npm start',
+  )
   await t.rejects(runCli(['status'], env, { out: () => undefined, err: () => undefined }), { message: expected }, 'npm run db')
 })
 
@@ -111,7 +118,11 @@ t.test('a running cluster is reused on its own port; npm start and npm run db ag
   t.teardown(() => stopEmbedded(first.dataDir))
   t.ok(first.startedHere)
   t.equal(first.dataDir, path.join(checkout, 'postgres', 'pgdata'))
-  t.equal((await readFile(path.join(checkout, 'postgres', 'port'), 'utf8')).trim(), String(first.port), 'remembered in DATA_DIR/postgres/port')
+  t.equal(
+    (await readFile(path.join(checkout, 'postgres', 'port'), 'utf8')).trim(),
+    String(first.port),
+    'remembered in DATA_DIR/postgres/port',
+  )
 
   // An explicit, different port does not move a server that is already running.
   const other = await freePort()
@@ -133,10 +144,9 @@ t.test('a failing initdb says what initdb said', async (t) => {
   // Not a cluster, not empty: initdb refuses it (and nothing of it is deleted).
   await mkdir(path.join(dir, 'pgdata'))
   await writeFile(path.join(dir, 'pgdata', 'notes.txt'), 'mine')
-  await t.rejects(
-    startEmbedded({ dataDir: dir, port: await freePort() }),
-    { message: /^initdb failed: initdb: error: directory ".*pgdata" exists but is not empty/ },
-  )
+  await t.rejects(startEmbedded({ dataDir: dir, port: await freePort() }), {
+    message: /^initdb failed: initdb: error: directory ".*pgdata" exists but is not empty/,
+  })
   t.equal(await readFile(path.join(dir, 'pgdata', 'notes.txt'), 'utf8'), 'mine')
 })
 
@@ -181,7 +191,11 @@ t.test('as root, a data dir the postgres user cannot reach gets its cluster unde
   t.ok((await lstat(link)).isSymbolicLink(), '.data/postgres/pgdata points there')
   t.equal(await readlink(link), cluster.dataDir)
   t.match(log, `the postgres OS user cannot reach ${dataDir}: the cluster lives in ${cluster.dataDir}`)
-  t.equal((await readFile(path.join(home, 'data-dir'), 'utf8')).trim(), path.join(closed, '.data', 'postgres'), 'which checkout it belongs to')
+  t.equal(
+    (await readFile(path.join(home, 'data-dir'), 'utf8')).trim(),
+    path.join(closed, '.data', 'postgres'),
+    'which checkout it belongs to',
+  )
   const pg = await stat(cluster.dataDir)
   t.equal(pg.mode & 0o777, 0o700)
   t.not(pg.uid, 0, 'owned by postgres')
@@ -209,7 +223,10 @@ t.test('a cluster already in a directory postgres cannot reach is refused with w
   await writeFile(path.join(dataDir, 'pgdata', 'PG_VERSION'), '16\n')
   const attempt = startEmbedded({ dataDir, port: await freePort() })
   if (isRoot) {
-    await t.rejects(attempt, { message: /^the postgres OS user cannot reach the cluster in .*: move the checkout, or delete .* to start a new cluster in \/var\/lib\/activity-auth$/ })
+    await t.rejects(attempt, {
+      message:
+        /^the postgres OS user cannot reach the cluster in .*: move the checkout, or delete .* to start a new cluster in \/var\/lib\/activity-auth$/,
+    })
   } else {
     // Not root: reachable, so pg_ctl tries it and the server's complaint is reported.
     await t.rejects(attempt, { message: /^embedded PostgreSQL did not start on 127\.0\.0\.1:\d+: \S/ })

@@ -10,12 +10,19 @@ t.test('up → down to zero → up gives an identical catalogue', async (t) => {
   t.ok(names.length > 0, 'the code has migrations')
 
   const up = await migrate({ adminUrl: db.adminUrl })
-  t.same(up.map((m) => m.name), names, 'every migration applied, in order')
+  t.same(
+    up.map((m) => m.name),
+    names,
+    'every migration applied, in order',
+  )
   const first = await catalogue(db.adminUrl)
   t.ok(first.functions.length >= 11, 'procedures exist')
 
   const down = await migrate({ adminUrl: db.adminUrl, direction: 'down', count: names.length })
-  t.same(down.map((m) => m.name), [...names].reverse())
+  t.same(
+    down.map((m) => m.name),
+    [...names].reverse(),
+  )
   const empty = await catalogue(db.adminUrl)
   t.same(
     Object.fromEntries(Object.entries(empty).map(([k, rows]) => [k, rows.length])),
@@ -27,34 +34,53 @@ t.test('up → down to zero → up gives an identical catalogue', async (t) => {
   t.equal(fingerprint(await catalogue(db.adminUrl)), fingerprint(first), 'same fingerprint after re-applying')
 })
 
-t.test('refresh-rotation: up replaces only sp_rotate_refresh_token (grants kept), down restores the catalogue before it exactly', async (t) => {
-  const db = await createBareDatabase(t)
-  const names = await migrationNames()
-  const index = names.indexOf('1796100000000_refresh-rotation')
-  t.ok(index > 0, 'the migration is in the code, after others')
-  await migrate({ adminUrl: db.adminUrl, count: index })
-  const before = await catalogue(db.adminUrl)
-  t.same((await migrate({ adminUrl: db.adminUrl, count: 1 })).map((m) => m.name), ['1796100000000_refresh-rotation'])
-  const after = await catalogue(db.adminUrl)
-  type Fn = { proname: string; args: string; def: string; acl: string | null; comment: string | null }
-  const byKey = (rows: unknown[]) => new Map((rows as Fn[]).map((f) => [`${f.proname}(${f.args})`, f]))
-  const [old, now] = [byKey(before.functions), byKey(after.functions)]
-  t.same([...now.keys()], [...old.keys()], 'the same functions, same signatures')
-  t.same([...now].filter(([k, f]) => JSON.stringify(f) !== JSON.stringify(old.get(k))).map(([k]) => k),
-    ['sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb)'],
-    'only the rotation procedure changed')
-  const rotate = [...now.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
-  const previous = [...old.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
-  t.equal(rotate?.acl, previous?.acl, 'its grants are kept')
-  t.not(rotate?.comment, previous?.comment, 'its comment describes the new contract')
-  const { relations, columns, constraints, indexes, views, types } = after
-  t.same({ relations, columns, constraints, indexes, views, types },
-    { relations: before.relations, columns: before.columns, constraints: before.constraints, indexes: before.indexes, views: before.views, types: before.types },
-    'no table, index or view touched')
+t.test(
+  'refresh-rotation: up replaces only sp_rotate_refresh_token (grants kept), down restores the catalogue before it exactly',
+  async (t) => {
+    const db = await createBareDatabase(t)
+    const names = await migrationNames()
+    const index = names.indexOf('1796100000000_refresh-rotation')
+    t.ok(index > 0, 'the migration is in the code, after others')
+    await migrate({ adminUrl: db.adminUrl, count: index })
+    const before = await catalogue(db.adminUrl)
+    t.same(
+      (await migrate({ adminUrl: db.adminUrl, count: 1 })).map((m) => m.name),
+      ['1796100000000_refresh-rotation'],
+    )
+    const after = await catalogue(db.adminUrl)
+    type Fn = { proname: string; args: string; def: string; acl: string | null; comment: string | null }
+    const byKey = (rows: unknown[]) => new Map((rows as Fn[]).map((f) => [`${f.proname}(${f.args})`, f]))
+    const [old, now] = [byKey(before.functions), byKey(after.functions)]
+    t.same([...now.keys()], [...old.keys()], 'the same functions, same signatures')
+    t.same(
+      [...now].filter(([k, f]) => JSON.stringify(f) !== JSON.stringify(old.get(k))).map(([k]) => k),
+      [
+        'sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb)',
+      ],
+      'only the rotation procedure changed',
+    )
+    const rotate = [...now.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
+    const previous = [...old.values()].find((f) => f.proname === 'sp_rotate_refresh_token')
+    t.equal(rotate?.acl, previous?.acl, 'its grants are kept')
+    t.not(rotate?.comment, previous?.comment, 'its comment describes the new contract')
+    const { relations, columns, constraints, indexes, views, types } = after
+    t.same(
+      { relations, columns, constraints, indexes, views, types },
+      {
+        relations: before.relations,
+        columns: before.columns,
+        constraints: before.constraints,
+        indexes: before.indexes,
+        views: before.views,
+        types: before.types,
+      },
+      'no table, index or view touched',
+    )
 
-  await migrate({ adminUrl: db.adminUrl, direction: 'down', count: 1 })
-  t.equal(fingerprint(await catalogue(db.adminUrl)), fingerprint(before), 'down restores the previous definition exactly')
-})
+    await migrate({ adminUrl: db.adminUrl, direction: 'down', count: 1 })
+    t.equal(fingerprint(await catalogue(db.adminUrl)), fingerprint(before), 'down restores the previous definition exactly')
+  },
+)
 
 t.test('two migrate runs started at once: one applies, the other waits and finds nothing', async (t) => {
   const db = await createBareDatabase(t)
@@ -62,7 +88,11 @@ t.test('two migrate runs started at once: one applies, the other waits and finds
   const [a, b] = await Promise.all([migrate({ adminUrl: db.adminUrl }), migrate({ adminUrl: db.adminUrl })])
   t.same([a.length, b.length].sort(), [0, names.length])
   const status = await withClient(db.adminUrl, (c) => migrationStatus(c))
-  t.same(status.applied.map((m) => m.name), names, 'each migration recorded once')
+  t.same(
+    status.applied.map((m) => m.name),
+    names,
+    'each migration recorded once',
+  )
   t.same(status.pending, [])
 })
 
@@ -95,6 +125,13 @@ t.test('a failing migration leaves nothing half-applied', async (t) => {
   await t.rejects(migrate({ adminUrl: db.adminUrl, dir }), /no_such_function/)
   const status = await withClient(db.adminUrl, (c) => migrationStatus(c, dir))
   t.same(status.applied, [], 'no migration recorded: the earlier files were rolled back too')
-  const tables = await withClient(db.adminUrl, async (c) => (await c.query(`SELECT to_regclass('activity.users') AS u, to_regclass('activity.half_done') AS h`)).rows[0] as { u: unknown; h: unknown })
+  const tables = await withClient(
+    db.adminUrl,
+    async (c) =>
+      (await c.query(`SELECT to_regclass('activity.users') AS u, to_regclass('activity.half_done') AS h`)).rows[0] as {
+        u: unknown
+        h: unknown
+      },
+  )
   t.same(tables, { u: null, h: null })
 })

@@ -45,7 +45,10 @@ t.test('DATABASE_STATEMENT_CACHE=on through PgBouncer (transaction mode) fails: 
   const codes = answers.map((r) => r.statusCode)
   const failed = codes.filter((c) => c >= 500).length
   t.ok(failed > 0, `some of 200 calls fail with 5xx (${String(failed)}); the rest are the expected 400`)
-  t.ok(codes.every((c) => c === 400 || c >= 500), 'nothing else')
+  t.ok(
+    codes.every((c) => c === 400 || c >= 500),
+    'nothing else',
+  )
 })
 
 t.test('DATABASE_STATEMENT_CACHE=off through PgBouncer (transaction mode): the whole flow', async (t) => {
@@ -66,9 +69,15 @@ t.test('DATABASE_STATEMENT_CACHE=off through PgBouncer (transaction mode): the w
 
   // Parallel refreshes of one token: one rotation, every other answer the same successor (grace).
   const refreshes = await Promise.all(
-    Array.from({ length: 10 }, () => h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: pair.refreshToken } })),
+    Array.from({ length: 10 }, () =>
+      h.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: pair.refreshToken } }),
+    ),
   )
-  t.same(refreshes.map((r) => r.statusCode), Array(10).fill(200), '10 parallel refreshes: all 200')
+  t.same(
+    refreshes.map((r) => r.statusCode),
+    Array(10).fill(200),
+    '10 parallel refreshes: all 200',
+  )
   const successors = new Set(refreshes.map((r) => json<Pair>(r).refreshToken))
   t.equal(successors.size, 1, 'one successor for all of them')
   const next = json<Pair>(refreshes[0] as (typeof refreshes)[number])
@@ -129,7 +138,12 @@ t.test('DATABASE_STATEMENT_CACHE=off through PgBouncer: parallel guesses still s
   const codes = answers.map((r) => r.statusCode)
   t.equal(codes.filter((c) => c === 401).length, 5, 'exactly the threshold was checked and failed')
   t.equal(codes.filter((c) => c === 429).length, 45, 'the rest were refused')
-  const locked = await h.app.inject({ method: 'POST', url: '/api/auth/login', remoteAddress: '203.0.113.9', payload: { email, password: PASSWORD } })
+  const locked = await h.app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    remoteAddress: '203.0.113.9',
+    payload: { email, password: PASSWORD },
+  })
   t.equal(locked.statusCode, 429, 'locked, right password or not')
 })
 

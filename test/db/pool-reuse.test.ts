@@ -72,7 +72,11 @@ t.test('concurrent bad tokens: the pool opens at most one connection per request
         h.app.inject({ method: 'POST', url: '/api/auth/verify-email', payload: { token: badToken() } }),
       ),
     )
-    t.same(answers.map((a) => a.statusCode), Array(inFlight).fill(400), `round ${round}: all 400`)
+    t.same(
+      answers.map((a) => a.statusCode),
+      Array(inFlight).fill(400),
+      `round ${round}: all 400`,
+    )
   }
   t.ok(connects.count <= inFlight, `100 requests, ${inFlight} at a time, opened ${connects.count} connection(s) (≤ ${inFlight})`)
   t.ok(pool.totalCount <= inFlight, `the pool holds ${pool.totalCount} (≤ ${inFlight})`)

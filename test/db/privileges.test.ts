@@ -39,14 +39,20 @@ interface Catalogue {
 
 async function catalogue(db: TestDatabase, t: Teardown): Promise<Catalogue> {
   const admin = testPool(t, db.adminUrl, 1)
-  const tables = await rows<{ name: string; first_column: string }>(admin, `
+  const tables = await rows<{ name: string; first_column: string }>(
+    admin,
+    `
     SELECT c.relname AS name, a.attname AS first_column
       FROM pg_class c
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1
      WHERE c.relnamespace = 'activity'::regnamespace AND c.relname IN (SELECT tablename FROM pg_tables WHERE schemaname = 'activity')
-     ORDER BY 1`)
+     ORDER BY 1`,
+  )
   const views = await rows<{ name: string }>(admin, `SELECT viewname AS name FROM pg_views WHERE schemaname = 'activity' ORDER BY 1`)
-  const sequences = await rows<{ name: string }>(admin, `SELECT sequencename AS name FROM pg_sequences WHERE schemaname = 'activity' ORDER BY 1`)
+  const sequences = await rows<{ name: string }>(
+    admin,
+    `SELECT sequencename AS name FROM pg_sequences WHERE schemaname = 'activity' ORDER BY 1`,
+  )
   return {
     tables: tables.map((r) => ({ name: r.name, firstColumn: r.first_column })),
     views: views.map((r) => r.name),
@@ -59,8 +65,10 @@ const q = (name: string): string => `activity.${pg.escapeIdentifier(name)}`
 t.test('auth_api_user can touch no table, view or sequence directly', async (t) => {
   const db = await createTestDatabase(t)
   const cat = await catalogue(db, t)
-  t.ok(['users', 'refresh_tokens', 'login_attempts', 'email_tokens', 'audit_logs'].every((n) => cat.tables.some((x) => x.name === n)),
-    'the catalogue lists the known tables')
+  t.ok(
+    ['users', 'refresh_tokens', 'login_attempts', 'email_tokens', 'audit_logs'].every((n) => cat.tables.some((x) => x.name === n)),
+    'the catalogue lists the known tables',
+  )
   const api = await connect(t, db.url)
 
   for (const { name, firstColumn } of cat.tables) {
@@ -94,13 +102,22 @@ t.test('auth_api_user cannot create objects anywhere', async (t) => {
 t.test('auth_api_user may execute exactly the sp_* procedures', async (t) => {
   const db = await createTestDatabase(t)
   const api = await connect(t, db.url)
-  const fns = (await api.query<{ fn: string; name: string; can: boolean }>(`
+  const fns = (
+    await api.query<{ fn: string; name: string; can: boolean }>(`
     SELECT p.oid::regprocedure::text AS fn, p.proname AS name, has_function_privilege(p.oid, 'EXECUTE') AS can
-      FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace ORDER BY 1`)).rows
+      FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace ORDER BY 1`)
+  ).rows
   const procedures = fns.filter((f) => f.name.startsWith('sp_')).map((f) => f.fn)
   t.ok(procedures.length >= 20, `${procedures.length} procedures found`)
-  t.ok(fns.some((f) => f.name.startsWith('fn_')), 'internal helpers exist')
-  t.same(fns.filter((f) => f.can).map((f) => f.fn), procedures, 'the EXECUTE grants are the sp_* list, nothing more, nothing less')
+  t.ok(
+    fns.some((f) => f.name.startsWith('fn_')),
+    'internal helpers exist',
+  )
+  t.same(
+    fns.filter((f) => f.can).map((f) => f.fn),
+    procedures,
+    'the EXECUTE grants are the sp_* list, nothing more, nothing less',
+  )
 
   t.equal(await attempt(api, `SELECT activity.fn_audit('forged', NULL, '{}', '{}')`), DENIED, 'fn_audit is internal')
   t.equal(await attempt(api, 'SELECT activity.fn_lock_until(9, 1, 1, 1)'), DENIED, 'fn_lock_until is internal')
@@ -108,15 +125,35 @@ t.test('auth_api_user may execute exactly the sp_* procedures', async (t) => {
   t.equal(await attempt(api, 'SELECT * FROM activity.sp_schema_migrations()'), 'ok', 'a granted procedure runs')
 })
 
-t.test('every function runs with its owner rights and a pinned search_path', async (t) => {
+t.test('procedures run with their owner rights and a pinned search_path; internal helpers with their caller rights', async (t) => {
   const db = await createTestDatabase(t)
   const admin = testPool(t, db.adminUrl, 1)
-  const fns = await rows<{ fn: string; definer: boolean; config: string[] | null; owner: string }>(admin, `
-    SELECT p.oid::regprocedure::text AS fn, p.prosecdef AS definer, p.proconfig AS config, pg_get_userbyid(p.proowner) AS owner
-      FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace ORDER BY 1`)
-  t.ok(fns.length > 0)
+  const fns = await rows<{ fn: string; name: string; definer: boolean; config: string[] | null; owner: string; inlinable: boolean }>(
+    admin,
+    `
+    SELECT p.oid::regprocedure::text AS fn, p.proname AS name, p.prosecdef AS definer, p.proconfig AS config,
+           pg_get_userbyid(p.proowner) AS owner,
+           l.lanname = 'sql' AND p.provolatile IN ('i', 's') AS inlinable
+      FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+     WHERE p.pronamespace = 'activity'::regnamespace ORDER BY 1`,
+  )
+  t.ok(
+    fns.some((f) => f.name.startsWith('fn_') && f.inlinable),
+    'an inlinable helper exists',
+  )
+  const pinned = ['search_path=activity, pg_temp']
   for (const f of fns) {
-    t.same([f.definer, f.config, f.owner], [true, ['search_path=activity, pg_temp'], 'activity_owner'], f.fn)
+    if (f.name.startsWith('sp_')) {
+      t.same([f.definer, f.config, f.owner], [true, pinned, 'activity_owner'], `${f.fn}: SECURITY DEFINER, pinned search_path`)
+    } else {
+      t.match(f.name, /^fn_/, `${f.fn}: every function is a procedure or an internal helper`)
+      // A SET clause would keep an sql helper from being inlined; the others pin the path.
+      t.same(
+        [f.definer, f.config, f.owner],
+        [false, f.inlinable ? null : pinned, 'activity_owner'],
+        `${f.fn}: SECURITY INVOKER, ${f.inlinable ? 'no SET clause (inlinable)' : 'pinned search_path'}`,
+      )
+    }
   }
 })
 
@@ -138,7 +175,11 @@ t.test('activity_readonly reads the views, never a secret, and runs no procedure
   t.notOk(seen.join('\n').includes(session.tokenHash), 'no view shows the token hash')
   t.notOk(seen.join('\n').includes('$argon2'), 'no view shows a password hash')
 
-  for (const [table, column] of [['users', 'hashed_password'], ['refresh_tokens', 'token'], ['email_tokens', 'token_hash']] as const) {
+  for (const [table, column] of [
+    ['users', 'hashed_password'],
+    ['refresh_tokens', 'token'],
+    ['email_tokens', 'token_hash'],
+  ] as const) {
     t.equal(await attempt(ro, `SELECT ${column} FROM activity.${table}`), DENIED, `${table}.${column} denied`)
   }
   for (const { name } of cat.tables) {
@@ -151,16 +192,26 @@ t.test('activity_readonly reads the views, never a secret, and runs no procedure
   t.equal(await attempt(ro, `UPDATE activity.active_users SET email = email`), DENIED, 'an updatable view does not write through')
 
   const admin = testPool(t, db.adminUrl, 1)
-  const columns = await rows<{ view: string; column: string }>(admin, `
+  const columns = await rows<{ view: string; column: string }>(
+    admin,
+    `
     SELECT table_name AS view, column_name AS column FROM information_schema.columns
-     WHERE table_schema = 'activity' AND table_name IN (SELECT viewname FROM pg_views WHERE schemaname = 'activity')`)
+     WHERE table_schema = 'activity' AND table_name IN (SELECT viewname FROM pg_views WHERE schemaname = 'activity')`,
+  )
   t.ok(columns.length > 0)
-  t.same(columns.filter((c) => /password|hash|^token$/.test(c.column)), [], 'no view has a secret column')
+  t.same(
+    columns.filter((c) => /password|hash|^token$/.test(c.column)),
+    [],
+    'no view has a secret column',
+  )
 
   const { rows: grants } = await ro.query<{ fn: string }>(`
     SELECT p.proname AS fn FROM pg_proc p
      WHERE p.pronamespace = 'activity'::regnamespace AND has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1`)
-  t.same(grants.map((g) => g.fn), ['sp_schema_migrations'])
+  t.same(
+    grants.map((g) => g.fn),
+    ['sp_schema_migrations'],
+  )
   t.equal(await attempt(ro, `SELECT * FROM activity.sp_get_user_by_email('${user.email}')`), DENIED, 'cannot look a user up')
   t.equal(await attempt(ro, 'SELECT * FROM activity.sp_schema_migrations()'), 'ok')
 })

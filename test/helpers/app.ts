@@ -56,7 +56,8 @@ export async function build(t: Test, env: Record<string, string> = {}, db?: Test
     ? checkInjectedResponses(app, new Contract(app.swagger() as OpenApiDocument), (message) => t.fail(message))
     : undefined
   // How much of the suite the contract covers: `npx tap -R tap` shows these lines.
-  if (contract !== undefined) t.teardown(() => t.comment(`OpenAPI contract: ${contract.validated} answers validated, ${contract.skipped} not operations`))
+  if (contract !== undefined)
+    t.teardown(() => t.comment(`OpenAPI contract: ${contract.validated} answers validated, ${contract.skipped} not operations`))
 
   const mail = () =>
     smtp.delivered.map((d) => {

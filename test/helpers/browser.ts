@@ -26,7 +26,11 @@ export async function launchBrowser(t: Pick<Test, 'teardown'>): Promise<Browser>
 }
 
 /** A fresh context (no cookies, no cache) closed at the end of the test. */
-export async function newContext(t: Pick<Test, 'teardown'>, browser: Browser, options: BrowserContextOptions = {}): Promise<BrowserContext> {
+export async function newContext(
+  t: Pick<Test, 'teardown'>,
+  browser: Browser,
+  options: BrowserContextOptions = {},
+): Promise<BrowserContext> {
   const context = await browser.newContext(options)
   t.teardown(() => context.close())
   return context
@@ -78,7 +82,8 @@ export async function watchedPage(context: BrowserContext): Promise<Watched> {
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return
     const text = msg.text()
-    if (text.startsWith('Failed to load resource: the server responded with a status of 4') && errorDocuments.has(msg.location().url)) return
+    if (text.startsWith('Failed to load resource: the server responded with a status of 4') && errorDocuments.has(msg.location().url))
+      return
     w.consoleErrors.push(text)
   })
   page.on('pageerror', (err) => w.pageErrors.push(err.message))

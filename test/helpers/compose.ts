@@ -1,7 +1,9 @@
 // Reading the packaging files the way Docker does, without Docker: .env.example as
-// compose reads a .env, docker-compose.yml with compose's ${VAR} interpolation and
-// YAML merge keys, and the runtime stage of the Dockerfile (ENV, CMD).
+// compose reads a .env (dotenv), docker-compose.yml (yaml, merge keys) with compose's
+// ${VAR:-default} interpolation, and the Dockerfile's stages (dockerfile-ast).
 import { readFileSync } from 'node:fs'
+import { DockerfileParser } from 'dockerfile-ast'
+import dotenv from 'dotenv'
 import YAML from 'yaml'
 import { EnvSchema } from '../../src/config.ts'
 import { projectPath } from '../../src/paths.ts'
@@ -12,81 +14,34 @@ export function hostEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([key]) => !drop.has(key) && !key.startsWith('PG')))
 }
 
-/** KEY=value lines of .env.example, in order (comments and blank lines skipped). */
+/** .env.example's variables, in order. */
 export function readEnvExample(file = projectPath('.env.example')): Map<string, string> {
-  const vars = new Map<string, string>()
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const trimmed = line.trim()
-    if (trimmed === '' || trimmed.startsWith('#')) continue
-    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(trimmed)
-    if (match === null) throw new Error(`.env.example: not KEY=value: ${line}`)
-    const [, key, value] = match as unknown as [string, string, string]
-    if (vars.has(key)) throw new Error(`.env.example: ${key} appears twice`)
-    vars.set(key, value)
-  }
+  const text = readFileSync(file, 'utf8')
+  const vars = new Map(Object.entries(dotenv.parse(text)))
+  // dotenv skips a line it cannot read and keeps the last of two: either would hide a setting.
+  const assignments = text.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#'))
+  if (assignments.length !== vars.size) throw new Error(`.env.example: ${assignments.length} lines but ${vars.size} distinct KEY=value`)
   return vars
 }
 
 export interface VariableUse {
   name: string
-  /** `:-` / `-` default as written, or undefined for a bare ${VAR}. */
-  fallback: string | undefined
-  /** True for `:-` (default also when set but empty). */
-  emptyMeansUnset: boolean
+  fallback: string
 }
 
-/**
- * compose interpolation: $$ is a literal $, ${VAR}, ${VAR:-default}, ${VAR-default},
- * ${VAR:?message}, ${VAR?message} and $VAR. Every use is reported to `seen`.
- */
+// The compose forms docker-compose.yml uses; any other `$` (${VAR}, ${VAR:?msg}, $VAR, a
+// nested default) throws here, so a new form is noticed instead of read wrongly.
+const INTERPOLATION = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*):-([^${}]*)\}|\$/g
+
+/** compose interpolation of `$$` (a literal $) and `${VAR:-default}` (default also when empty). */
 export function interpolate(text: string, env: ReadonlyMap<string, string>, seen?: VariableUse[]): string {
-  let out = ''
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charAt(i)
-    if (ch !== '$') {
-      out += ch
-      continue
-    }
-    const next = text[i + 1]
-    if (next === '$') {
-      out += '$'
-      i++
-      continue
-    }
-    if (next === '{') {
-      // Find the matching brace (defaults may hold nested ${...}).
-      let depth = 0
-      let end = i + 1
-      for (; end < text.length; end++) {
-        if (text[end] === '{') depth++
-        else if (text[end] === '}' && --depth === 0) break
-      }
-      if (end >= text.length) throw new Error(`unterminated \${ in: ${text}`)
-      const body = text.slice(i + 2, end)
-      const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([\s\S]*))?$/.exec(body)
-      if (m === null) throw new Error(`unsupported interpolation \${${body}}`)
-      const [, name = '', colon, op, arg] = m
-      const value = env.get(name)
-      const unset = value === undefined || (colon === ':' && value === '')
-      seen?.push({ name, fallback: op === '-' ? arg : undefined, emptyMeansUnset: colon === ':' })
-      if (op === '-') out += unset ? interpolate(arg ?? '', env, seen) : value
-      else if (op === '?') {
-        if (unset) throw new Error(`required variable ${name}: ${arg ?? ''}`)
-        out += value
-      } else out += value ?? ''
-      i = end
-      continue
-    }
-    const bare = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(i + 1))
-    if (bare !== null) {
-      seen?.push({ name: bare[0], fallback: undefined, emptyMeansUnset: false })
-      out += env.get(bare[0]) ?? ''
-      i += bare[0].length
-      continue
-    }
-    out += ch
-  }
-  return out
+  return text.replace(INTERPOLATION, (whole, name: string | undefined, fallback: string | undefined) => {
+    if (whole === '$$') return '$'
+    if (name === undefined || fallback === undefined) throw new Error(`only $$ and \${VAR:-default} are expected: ${text}`)
+    seen?.push({ name, fallback })
+    const value = env.get(name)
+    return value === undefined || value === '' ? fallback : value
+  })
 }
 
 function mapStrings(value: unknown, fn: (s: string) => string): unknown {
@@ -124,16 +79,10 @@ export interface ComposeFile {
   networks?: Record<string, { name?: string; driver?: string } | null>
 }
 
-export const COMPOSE_FILE = projectPath('docker-compose.yml')
-
-/** The raw YAML text (merge keys resolved), before interpolation. */
-export function readComposeRaw(): unknown {
-  return YAML.parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }) as unknown
-}
-
 /** docker-compose.yml as compose resolves it with `env` as the .env file. */
 export function loadCompose(env: ReadonlyMap<string, string> = readEnvExample(), seen?: VariableUse[]): ComposeFile {
-  return mapStrings(readComposeRaw(), (s) => interpolate(s, env, seen)) as ComposeFile
+  const raw = YAML.parse(readFileSync(projectPath('docker-compose.yml'), 'utf8'), { merge: true }) as unknown
+  return mapStrings(raw, (s) => interpolate(s, env, seen)) as ComposeFile
 }
 
 export function service(compose: ComposeFile, name: string): ComposeService {
@@ -144,68 +93,60 @@ export function service(compose: ComposeFile, name: string): ComposeService {
 
 export interface DockerfileStage {
   name: string | undefined
+  /** The base image, build arguments resolved. */
   from: string
   env: Map<string, string>
+  /** The exec-form CMD. */
   cmd: string[] | undefined
   user: string | undefined
-  healthcheck: string | undefined
-  lines: string[]
+  /** HEALTHCHECK's exec-form command. */
+  healthcheck: string[] | undefined
+  /** What each RUN runs. */
+  runs: string[]
+  copies: { from: string | undefined; sources: string[]; dest: string }[]
 }
 
-/** Dockerfile instructions per stage (line continuations joined). */
-export function readDockerfile(file = projectPath('Dockerfile')): { args: Map<string, string>; stages: DockerfileStage[] } {
-  const logical: string[] = []
-  let current = ''
-  for (const raw of readFileSync(file, 'utf8').split('\n')) {
-    const line = raw.trimEnd()
-    if (current === '' && (line.trim() === '' || line.trim().startsWith('#'))) continue
-    if (line.trim().startsWith('#')) continue
-    if (line.endsWith('\\')) {
-      current += line.slice(0, -1) + ' '
-      continue
+const execForm = (content: string | null | undefined): string[] | undefined =>
+  content === null || content === undefined ? undefined : (JSON.parse(content.replace(/^CMD\s+/, '')) as string[])
+
+/** The Dockerfile's stages, in order. */
+export function readDockerfile(file = projectPath('Dockerfile')): DockerfileStage[] {
+  const dockerfile = DockerfileParser.parse(readFileSync(file, 'utf8'))
+  return dockerfile.getFROMs().map((from) => {
+    const line = from.getRange().start.line
+    const stage = dockerfile.getContainingImage(from.getRange().start)
+    if (stage === null) throw new Error(`Dockerfile: no stage at line ${line + 1}`)
+    const instructions = stage.getInstructions()
+    const last = (keyword: string) => instructions.filter((i) => i.getKeyword() === keyword).at(-1)
+    return {
+      name: from.getBuildStage() ?? undefined,
+      from: (from.getImage() ?? '').replace(/\$\{(\w+)\}/g, (_whole, name: string) => dockerfile.resolveVariable(name, line) ?? ''),
+      env: new Map(
+        stage
+          .getENVs()
+          .flatMap((e) => e.getProperties())
+          .map((p) => [p.getName(), p.getValue() ?? '']),
+      ),
+      cmd: execForm(stage.getCMDs().at(-1)?.getArgumentsContent()),
+      user: last('USER')?.getArgumentsContent() ?? undefined,
+      healthcheck: execForm(stage.getHEALTHCHECKs().at(-1)?.getArgumentsContent()),
+      runs: instructions.filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? ''),
+      copies: stage.getCOPYs().map((c) => {
+        const args = c.getArguments().map((a) => a.getValue())
+        const from =
+          c
+            .getFlags()
+            .find((f) => f.getName() === 'from')
+            ?.getValue() ?? undefined
+        return { from, sources: args.slice(0, -1), dest: args.at(-1) ?? '' }
+      }),
     }
-    logical.push((current + line).trim())
-    current = ''
-  }
-  const args = new Map<string, string>()
-  const stages: DockerfileStage[] = []
-  for (const line of logical) {
-    const [instruction = '', ...restParts] = line.split(/\s+/)
-    const rest = line.slice(instruction.length).trim()
-    const upper = instruction.toUpperCase()
-    const stage = stages.at(-1)
-    if (upper === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest)
-      const from = (m?.[1] ?? rest).replace(/\$\{(\w+)\}/g, (_w, n: string) => args.get(n) ?? '')
-      stages.push({ name: m?.[2], from, env: new Map(), cmd: undefined, user: undefined, healthcheck: undefined, lines: [] })
-      continue
-    }
-    if (stage === undefined) {
-      if (upper === 'ARG') {
-        const [k = '', v = ''] = (restParts[0] ?? '').split('=')
-        args.set(k, v)
-      }
-      continue
-    }
-    stage.lines.push(line)
-    if (upper === 'ENV') {
-      for (const m of rest.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|\S*)/g)) {
-        stage.env.set(m[1] ?? '', m[3] ?? m[2] ?? '')
-      }
-    } else if (upper === 'CMD') {
-      stage.cmd = rest.startsWith('[') ? (JSON.parse(rest) as string[]) : ['/bin/sh', '-c', rest]
-    } else if (upper === 'USER') {
-      stage.user = rest
-    } else if (upper === 'HEALTHCHECK') {
-      stage.healthcheck = rest
-    }
-  }
-  return { args, stages }
+  })
 }
 
 /** The stage the image runs: the last one. */
 export function runtimeStage(): DockerfileStage {
-  const stage = readDockerfile().stages.at(-1)
+  const stage = readDockerfile().at(-1)
   if (stage === undefined) throw new Error('Dockerfile has no stage')
   return stage
 }

@@ -103,20 +103,30 @@ export class Contract {
     const { template, method, operation } = found
     const name = operation.operationId ?? `${method} ${template}`
     const responses = operation.responses ?? {}
-    const statusKey = [String(exchange.status), `${String(exchange.status).charAt(0)}XX`, 'default'].find((key) => responses[key] !== undefined)
+    const statusKey = [String(exchange.status), `${String(exchange.status).charAt(0)}XX`, 'default'].find(
+      (key) => responses[key] !== undefined,
+    )
     if (statusKey === undefined) {
-      return { operation: name, mismatches: [`status ${String(exchange.status)} is not documented (documented: ${Object.keys(responses).join(', ')})`] }
+      return {
+        operation: name,
+        mismatches: [`status ${String(exchange.status)} is not documented (documented: ${Object.keys(responses).join(', ')})`],
+      }
     }
     const content = responses[statusKey]?.content
     const mediaType = mediaTypeOf(exchange.contentType)
     if (content === undefined || Object.keys(content).length === 0) {
-      const mismatches = exchange.body === '' ? [] : [`status ${statusKey} documents no body, got ${String(mediaType)}: ${exchange.body.slice(0, 200)}`]
+      const mismatches =
+        exchange.body === '' ? [] : [`status ${statusKey} documents no body, got ${String(mediaType)}: ${exchange.body.slice(0, 200)}`]
       return { operation: name, mismatches }
     }
-    if (mediaType === undefined) return { operation: name, mismatches: [`status ${statusKey} documents ${Object.keys(content).join(', ')}, got no content type`] }
+    if (mediaType === undefined)
+      return { operation: name, mismatches: [`status ${statusKey} documents ${Object.keys(content).join(', ')}, got no content type`] }
     const documented = documentedMediaType(content, mediaType)
     if (documented === undefined) {
-      return { operation: name, mismatches: [`content type ${mediaType} is not documented for ${statusKey} (documented: ${Object.keys(content).join(', ')})`] }
+      return {
+        operation: name,
+        mismatches: [`content type ${mediaType} is not documented for ${statusKey} (documented: ${Object.keys(content).join(', ')})`],
+      }
     }
     if (content[documented]?.schema === undefined) return { operation: name, mismatches: [] }
     let body: unknown = exchange.body
@@ -167,11 +177,7 @@ export interface ContractCounts {
  * Replaces app.inject so every answer of the promise form (the one the tests use)
  * is checked; a mismatch goes to `onMismatch`. The callback and chain forms pass through.
  */
-export function checkInjectedResponses(
-  app: FastifyInstance,
-  contract: Contract,
-  onMismatch: (message: string) => void,
-): ContractCounts {
+export function checkInjectedResponses(app: FastifyInstance, contract: Contract, onMismatch: (message: string) => void): ContractCounts {
   const counts: ContractCounts = { validated: 0, skipped: 0 }
   const inject = app.inject.bind(app)
   function checked(opts?: InjectOptions | string, cb?: LightMyRequestCallback): unknown {

@@ -12,7 +12,6 @@ import { migrate } from '../../src/db/migrate.ts'
 import { RUN_FILE, TEST_PASSWORDS, type TestRun } from './cluster.ts'
 import { freePort } from './net.ts'
 
-
 async function serverVersion(adminUrl: string): Promise<string> {
   return withClient(adminUrl, async (c) => {
     const { rows } = await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)

@@ -104,7 +104,7 @@ t.test('npm start in a closed directory, with 5442 taken and nothing configured'
   const server = npm(['start'], app, env)
   groups.push(server.child.pid ?? 0)
   let ready = false
-  for (const deadline = Date.now() + 150_000; !ready && Date.now() < deadline && server.child.exitCode === null; ) {
+  for (const deadline = Date.now() + 150_000; !ready && Date.now() < deadline && server.child.exitCode === null;) {
     try {
       ready = (await fetch(`http://127.0.0.1:${port}/api/health/ready`)).status === 200
     } catch {
@@ -128,7 +128,10 @@ t.test('npm start in a closed directory, with 5442 taken and nothing configured'
   if (isRoot) {
     t.equal(path.dirname(path.dirname(cluster ?? '')), SHARED_BASE, `the cluster is under ${SHARED_BASE}`)
     t.equal(await readlink(path.join(dataDir, 'pgdata')), cluster, '.data/postgres/pgdata points to it')
-    t.match(server.output(), /the postgres OS user cannot reach .*: copying the PostgreSQL binaries to \/var\/lib\/activity-auth\/postgresql-/)
+    t.match(
+      server.output(),
+      /the postgres OS user cannot reach .*: copying the PostgreSQL binaries to \/var\/lib\/activity-auth\/postgresql-/,
+    )
   } else {
     t.equal(cluster, path.join(dataDir, 'pgdata'), 'the cluster is in the checkout')
     t.ok((await lstat(path.join(dataDir, 'pgdata'))).isDirectory())
@@ -140,7 +143,7 @@ t.test('npm start in a closed directory, with 5442 taken and nothing configured'
   const pid = server.child.pid ?? 0
   process.kill(-pid, 'SIGTERM')
   await server.exited
-  for (const deadline = Date.now() + 30_000; groupAlive(pid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100))
+  for (const deadline = Date.now() + 30_000; groupAlive(pid) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 100))
   t.notOk(groupAlive(pid), 'every process of npm start has exited', { output: server.output() })
   t.match(server.output(), /"signal":"SIGTERM".*"msg":"shutting down"/, 'a graceful shutdown')
   t.notOk(existsSync(path.join(cluster ?? '', 'postmaster.pid')), 'the embedded server stopped with it')

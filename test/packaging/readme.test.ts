@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import dotenv from 'dotenv'
+import { parse } from 'shell-quote'
 import t from 'tap'
 import { PROJECT_ROOT, projectPath } from '../../src/paths.ts'
 import { nodeArgs } from '../helpers/child.ts'
@@ -24,46 +26,31 @@ interface Block {
   text: string
 }
 
+/** README's fenced code blocks, each with the heading it sits under. */
 function codeBlocks(md: string): Block[] {
   const blocks: Block[] = []
   let heading = ''
-  let open: Block | undefined
-  for (const line of md.split('\n')) {
-    if (open !== undefined) {
-      if (line.startsWith('```')) {
-        blocks.push(open)
-        open = undefined
-      } else open.text += `${line}\n`
-      continue
-    }
-    const fence = /^```(\w*)/.exec(line)
-    if (fence) open = { lang: fence[1] ?? '', heading, text: '' }
-    else if (line.startsWith('#')) heading = line.replace(/^#+\s*/, '')
+  for (const m of md.matchAll(/^#+ (.*)$|^```(\w*)\n([\s\S]*?)^```$/gm)) {
+    if (m[1] !== undefined) heading = m[1]
+    else blocks.push({ lang: m[2] ?? '', heading, text: m[3] ?? '' })
   }
   return blocks
 }
 
-/** Strip a trailing `# comment` outside quotes. */
-function stripComment(line: string): string {
-  let quote: string | undefined
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]
-    if (quote !== undefined) {
-      if (ch === quote) quote = undefined
-    } else if (ch === "'" || ch === '"') quote = ch
-    else if (ch === '#' && (i === 0 || /\s/.test(line[i - 1] ?? ''))) return line.slice(0, i).trimEnd()
-  }
-  return line.trimEnd()
-}
-
-/** The shell commands of a block: continuations joined, comments dropped, `&&` split. */
-function commands(block: Block): string[] {
-  const joined = block.text.replace(/\\\n\s*/g, '')
-  return joined
+/** The commands of shell text as argument lists, split as the shell does (shell-quote): per line and `&&`. */
+function commands(text: string): string[][] {
+  return text
+    .replaceAll('\\\n', ' ')
     .split('\n')
-    .map(stripComment)
-    .filter((l) => l.trim() !== '')
-    .flatMap((l) => l.split(' && ').map((c) => c.trim()))
+    .flatMap((line) => {
+      const split: string[][] = [[]]
+      for (const token of parse(line)) {
+        if (typeof token === 'string') split.at(-1)?.push(token)
+        else if ('op' in token && token.op === '&&') split.push([])
+        else if (!('comment' in token)) throw new Error(`README: shell syntax this test cannot run: ${line}`)
+      }
+      return split.filter((command) => command.length > 0)
+    })
 }
 
 function blockUnder(heading: string, contains: string): Block {
@@ -72,9 +59,9 @@ function blockUnder(heading: string, contains: string): Block {
   return found
 }
 
-
-function sh(command: string, env: NodeJS.ProcessEnv) {
-  const r = spawnSync('bash', ['-c', command], { env, encoding: 'utf8', cwd: PROJECT_ROOT })
+/** Runs a command the way the shell would after splitting it: no shell involved. */
+function run([command = '', ...args]: string[], env: NodeJS.ProcessEnv) {
+  const r = spawnSync(command, args, { env, encoding: 'utf8', cwd: PROJECT_ROOT })
   if (r.error) throw r.error
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
@@ -83,25 +70,32 @@ const composePorts = (name: string) => (service(compose, name).ports ?? []).map(
 
 t.test('quick start: the two commands', async (t) => {
   const block = blockUnder('Quick start', 'npm start')
-  t.same(commands(block), ['npm ci', 'npm start', 'npm ci', 'npm test'])
+  t.same(
+    commands(block.text).map((c) => c.join(' ')),
+    ['npm ci', 'npm start', 'npm ci', 'npm test'],
+  )
   const scripts = (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
   t.equal(scripts.test, 'tap')
   t.same(npmRunEntry(['npm', 'start']), { entry: 'src/server.ts', args: [] })
 })
 
 t.test('docker commands name what docker-compose.yml defines', async (t) => {
-  const quick = commands(blockUnder('With Docker', 'docker compose up'))
+  const quick = commands(blockUnder('With Docker', 'docker compose up').text).map((c) => c.join(' '))
   t.same(quick, ['cp .env.example .env', 'docker compose up -d', 'docker compose ps'])
   const services = Object.keys(compose.services)
   const containers = Object.values(compose.services).flatMap((s) => (s.container_name === undefined ? [] : [s.container_name]))
   const volumes = Object.keys(compose.volumes ?? {})
   const inline = [...README.matchAll(/`([^`\n]+)`/g)].map((m) => m[1] ?? '')
-  const all = [...codeBlocks(README).filter((b) => b.lang === 'bash').flatMap(commands), ...inline]
+  const dockerBlocks = codeBlocks(README).filter((b) => b.lang === 'bash' && b.text.includes('docker '))
+  const all = [...dockerBlocks.flatMap((b) => commands(b.text)).map((c) => c.join(' ')), ...inline]
   let checked = 0
   for (const c of all) {
     const dc = /^docker compose (logs|run|exec|restart|stop|start|up|down|ps|build)\b(.*)$/.exec(c)
     if (dc) {
-      const operands = (dc[2] ?? '').trim().split(/\s+/).filter((w) => w !== '' && !w.startsWith('-'))
+      const operands = (dc[2] ?? '')
+        .trim()
+        .split(/\s+/)
+        .filter((w) => w !== '' && !w.startsWith('-'))
       const target = operands[0]
       if (target !== undefined && !['logs', 'ps', 'up', 'down'].includes(target)) {
         t.ok(services.includes(target), `"${c}": service ${target} exists`)
@@ -124,17 +118,14 @@ t.test('docker commands name what docker-compose.yml defines', async (t) => {
 t.test('connection strings (seed 003) match the stack', async (t) => {
   const block = blockUnder('With Docker', 'POSTGRES_HOST=')
   const sections = block.text.split(/\n(?=# )/)
-  const read = (section: string) =>
-    Object.fromEntries(
-      section
-        .split('\n')
-        .filter((l) => /^[A-Z_]+=/.test(l))
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    )
+  const read = (section: string) => dotenv.parse(section)
   const auth = read(sections.find((s) => s.startsWith('# auth-api')) ?? '')
   const write = read(sections.find((s) => s.startsWith('# write-api')) ?? '')
   const db = service(compose, 'postgres-db')
-  for (const [name, conn, user] of [['auth-api', auth, 'auth_api_user'], ['write-api', write, 'write_api_user']] as const) {
+  for (const [name, conn, user] of [
+    ['auth-api', auth, 'auth_api_user'],
+    ['write-api', write, 'write_api_user'],
+  ] as const) {
     t.equal(conn.POSTGRES_HOST, 'postgres-db', `${name}: the compose service`)
     t.ok(compose.services[conn.POSTGRES_HOST ?? ''] !== undefined)
     t.equal(conn.POSTGRES_PORT, '5432')
@@ -142,7 +133,11 @@ t.test('connection strings (seed 003) match the stack', async (t) => {
     t.equal(conn.POSTGRES_USER, user)
   }
   const apiUrl = new URL(service(compose, 'auth-api').environment?.DATABASE_URL ?? '')
-  t.match(block.text, `DATABASE_URL=postgresql://auth_api_user:<AUTH_API_DB_PASSWORD>@${apiUrl.host}${apiUrl.pathname}`, 'the URL auth-api gets')
+  t.match(
+    block.text,
+    `DATABASE_URL=postgresql://auth_api_user:<AUTH_API_DB_PASSWORD>@${apiUrl.host}${apiUrl.pathname}`,
+    'the URL auth-api gets',
+  )
 })
 
 t.test('operations: every `npm run db --` command exists', async (t) => {
@@ -150,10 +145,7 @@ t.test('operations: every `npm run db --` command exists', async (t) => {
   const list = /const COMMANDS = \[([\s\S]*?)\]/.exec(cli)?.[1] ?? ''
   const known = [...list.matchAll(/'([\w-]+)'/g)].map((m) => m[1])
   t.ok(known.length > 5)
-  const used = codeBlocks(README)
-    .flatMap(commands)
-    .concat([...README.matchAll(/`([^`\n]*npm run db -- [^`\n]*)`/g)].map((m) => m[1] ?? ''))
-    .flatMap((c) => [...c.matchAll(/npm run db -- ([\w-]+)/g)].map((m) => m[1]))
+  const used = [...README.matchAll(/npm run db -- ([\w-]+)/g)].map((m) => m[1])
   t.ok(used.length > 10)
   for (const name of new Set(used)) t.ok(known.includes(name), `npm run db -- ${name ?? ''}`)
 })
@@ -164,7 +156,14 @@ t.test('npm start: the health check, the curl session and the psql checks, as RE
   await chmod(tmp, 0o711)
   const port = await freePort()
   const pgPort = await freePort()
-  const env = { ...hostEnv(), DATA_DIR: tmp, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'info', NODE_ENV: 'development' }
+  const env = {
+    ...hostEnv(),
+    DATA_DIR: tmp,
+    PORT: String(port),
+    EMBEDDED_PG_PORT: String(pgPort),
+    LOG_LEVEL: 'info',
+    NODE_ENV: 'development',
+  }
   const { entry } = npmRunEntry(['npm', 'start'])
   const child = spawn(process.execPath, nodeArgs(entry), { env, cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
@@ -176,13 +175,13 @@ t.test('npm start: the health check, the curl session and the psql checks, as RE
     await exited
     await rm(tmp, { recursive: true, force: true })
   })
-  const local = (command: string) => command.replaceAll('localhost:8000', `localhost:${port}`)
+  const local = (command: string[]) => command.map((arg) => arg.replaceAll('localhost:8000', `localhost:${port}`))
 
   // --- "Check it: `curl .../api/health/ready` answers `{...}`"
   const check = /`(curl [^`]*\/api\/health\/ready)` answers\s+`([^`]+)`/.exec(README)
   t.ok(check, 'README has the health check')
   let ready = false
-  for (const deadline = Date.now() + 90_000; !ready && Date.now() < deadline && child.exitCode === null; ) {
+  for (const deadline = Date.now() + 90_000; !ready && Date.now() < deadline && child.exitCode === null;) {
     try {
       ready = (await fetch(`http://127.0.0.1:${port}/api/health/ready`)).status === 200
     } catch {
@@ -194,34 +193,39 @@ t.test('npm start: the health check, the curl session and the psql checks, as RE
     t.fail('npm start became ready', { output })
     return
   }
-  const health = sh(local(check?.[1] ?? 'false'), env)
+  const health = run(local(commands(check?.[1] ?? 'false')[0] ?? []), env)
   t.equal(health.code, 0)
   t.equal(health.stdout.trim(), check?.[2], 'the answer README promises')
 
   // --- the curl session, command by command, placeholders filled from earlier answers.
   await t.test('curl session', async (t) => {
     const block = blockUnder('A session with curl', 'curl')
-    const session = commands(block)
-    t.same(
-      session.map((c) => /localhost:8000(\S+?)['"\s]/.exec(c)?.[1]),
-      ['/api/auth/signup', '/api/auth/verify-email', '/api/auth/login', '/api/auth/me', '/api/auth/refresh', '/api/auth/logout'],
-    )
+    const session = commands(block.text)
+    const routeOf = (command: string[]) => command.find((arg) => arg.startsWith('localhost:8000/'))?.slice('localhost:8000'.length)
+    t.same(session.map(routeOf), [
+      '/api/auth/signup',
+      '/api/auth/verify-email',
+      '/api/auth/login',
+      '/api/auth/me',
+      '/api/auth/refresh',
+      '/api/auth/logout',
+    ])
     const values: Record<string, string> = {}
     const loginShape = JSON.parse(/# → (\{"accessToken".*\})/.exec(block.text)?.[1] ?? '{}') as Record<string, unknown>
     for (const command of session) {
-      const route = /localhost:8000(\S+?)['"\s]/.exec(command)?.[1] ?? ''
+      const route = routeOf(command) ?? ''
       if (route === '/api/auth/verify-email') {
         // "copy the token from the link": the service log line with the link.
-        for (const deadline = Date.now() + 30_000; values.token === undefined && Date.now() < deadline; ) {
+        for (const deadline = Date.now() + 30_000; values.token === undefined && Date.now() < deadline;) {
           const link = /"link":"[^"]*\/verify-email\?token=([^"]+)"/.exec(output)
           if (link?.[1] !== undefined) values.token = link[1]
           else await new Promise((r) => setTimeout(r, 100))
         }
         t.ok(values.token, 'the verification link is in the log', { output })
       }
-      const filled = local(command).replace(/<(\w+)>/g, (whole, name: string) => values[name] ?? whole)
-      t.notMatch(filled, /<\w+>/, `${route}: every placeholder known`)
-      const r = sh(filled, env)
+      const filled = local(command).map((arg) => arg.replace(/<(\w+)>/g, (whole, name: string) => values[name] ?? whole))
+      t.notMatch(filled.join(' '), /<\w+>/, `${route}: every placeholder known`)
+      const r = run(filled, env)
       t.equal(r.code, 0, `${route}: curl exits 0`, { stderr: r.stderr })
       const body = r.stdout.trim()
       const json = body.startsWith('{') ? (JSON.parse(body) as Record<string, unknown>) : undefined
@@ -268,28 +272,51 @@ t.test('npm start: the health check, the curl session and the psql checks, as RE
     }
     // README: "or put lines like localhost:5441:activitydb:<role>:<password> in ~/.pgpass".
     const pgpass = path.join(tmp, 'pgpass')
-    await writeFile(pgpass, Object.entries(passwords).map(([role, pw]) => `localhost:${pgPort}:activitydb:${role}:${pw}\n`).join(''), { mode: 0o600 })
+    await writeFile(
+      pgpass,
+      Object.entries(passwords)
+        .map(([role, pw]) => `localhost:${pgPort}:activitydb:${role}:${pw}\n`)
+        .join(''),
+      { mode: 0o600 },
+    )
     const psqlEnv = { ...hostEnv(), PGPASSFILE: pgpass }
 
     const block = blockUnder('Checking the database with psql', 'psql')
-    const lines = commands(block)
+    const lines = commands(block.text)
     const roles = new Set<string>()
     const seed003 = [
-      'sp_create_user', 'sp_get_user_by_email', 'sp_get_user_by_id', 'sp_verify_user_email', 'sp_update_last_login', 'sp_update_password',
-      'sp_deactivate_user', 'sp_cleanup_unverified_users', 'sp_save_refresh_token', 'sp_revoke_refresh_token', 'sp_get_valid_refresh_token',
+      'sp_create_user',
+      'sp_get_user_by_email',
+      'sp_get_user_by_id',
+      'sp_verify_user_email',
+      'sp_update_last_login',
+      'sp_update_password',
+      'sp_deactivate_user',
+      'sp_cleanup_unverified_users',
+      'sp_save_refresh_token',
+      'sp_revoke_refresh_token',
+      'sp_get_valid_refresh_token',
     ]
-    for (const line of lines) {
-      const role = /-U (\w+)/.exec(line)?.[1] ?? '?'
+    for (const command of lines) {
+      const line = command.join(' ')
+      const role = command[command.indexOf('-U') + 1] ?? '?'
       roles.add(role)
       t.match(line, /^psql -h localhost -p 5441 -U \w+ -d activitydb /, 'compose port and database')
-      const what = [...line.matchAll(/-c '([^']+)'/g)].map((m) => m[1] ?? '')
-      const r = sh(line.replace('-p 5441', `-p ${pgPort}`), psqlEnv)
+      const what = command.filter((_arg, i) => command[i - 1] === '-c')
+      const r = run(
+        command.map((arg, i) => (command[i - 1] === '-p' ? String(pgPort) : arg)),
+        psqlEnv,
+      )
       const out = r.stdout
       const label = `${role}: ${what.join(' ')}`
       if (what.join() === '\\dt activity.*,\\df activity.*,\\dp activity.*') {
         t.equal(r.code, 0, `${label}: runs`, { stderr: r.stderr })
         for (const table of ['users', 'refresh_tokens', 'login_attempts', 'email_tokens', 'audit_logs']) {
-          t.match(out, new RegExp(`activity \\| ${table}\\s+\\| table \\| activity_owner`), `${role} sees table ${table}, owned by activity_owner`)
+          t.match(
+            out,
+            new RegExp(`activity \\| ${table}\\s+\\| table \\| activity_owner`),
+            `${role} sees table ${table}, owned by activity_owner`,
+          )
         }
         for (const sp of seed003) t.match(out, new RegExp(`activity \\| ${sp}\\s+\\|`), `${role} sees ${sp}`)
         t.notMatch(out, /auth_api_user=|write_api_user=/, `${role}: no privilege for the service roles on any relation`)
@@ -307,10 +334,14 @@ t.test('npm start: the health check, the curl session and the psql checks, as RE
             if (entry !== undefined) entry.acl = `${entry.acl} ${cells[3] ?? ''}`.trim()
           }
         }
-        const views = [...privileges].filter(([, p]) => p.type === 'view').map(([n]) => n).sort()
+        const views = [...privileges]
+          .filter(([, p]) => p.type === 'view')
+          .map(([n]) => n)
+          .sort()
         t.same(views, ['active_sessions', 'active_users', 'recent_audit_events'])
         for (const [name, p] of privileges) {
-          if (p.type === 'view') t.equal(p.acl, 'activity_owner=arwdDxt/activity_owner activity_readonly=r/activity_owner', `${role}: view ${name}`)
+          if (p.type === 'view')
+            t.equal(p.acl, 'activity_owner=arwdDxt/activity_owner activity_readonly=r/activity_owner', `${role}: view ${name}`)
           else t.equal(p.acl, '', `${role}: ${p.type} ${name} has no grant`)
         }
       } else if (what.join() === 'SELECT count(*) FROM activity.users') {

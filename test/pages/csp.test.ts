@@ -10,7 +10,13 @@ import { pagesContentSecurityPolicy } from '../../src/routes/pages/csp.ts'
 import { signup, site } from './site.ts'
 
 const directives = (header: string | undefined) =>
-  new Map((header ?? '').split(';').map((d) => d.trim()).filter((d) => d !== '').map((d) => [d.split(/\s+/)[0] ?? '', d]))
+  new Map(
+    (header ?? '')
+      .split(';')
+      .map((d) => d.trim())
+      .filter((d) => d !== '')
+      .map((d) => [d.split(/\s+/)[0] ?? '', d]),
+  )
 
 t.test('plain http on a non-localhost name: no upgrade, the script and the stylesheet load and work', async (t) => {
   const browser = await launchBrowser(t)
@@ -56,12 +62,15 @@ t.test('the policy: strict, no inline code, the upgrade only for an https APP_UR
   for (const url of ['/verify-email?token=x', '/reset-password', '/assets/auth-pages.js']) {
     const res = await h.app.inject({ method: 'GET', url })
     const csp = directives(res.headers['content-security-policy'])
-    t.ok(csp.has('upgrade-insecure-requests') && csp.get('frame-ancestors') === "frame-ancestors 'none'", `${url}: the pages' policy, with upgrade`)
+    t.ok(
+      csp.has('upgrade-insecure-requests') && csp.get('frame-ancestors') === "frame-ancestors 'none'",
+      `${url}: the pages' policy, with upgrade`,
+    )
     t.equal(res.headers['cross-origin-opener-policy'], 'same-origin', `${url}: helmet's COOP kept over https`)
   }
   const api = await build(t, { APP_URL: 'http://box.test:8000' })
   const page = await api.app.inject({ method: 'GET', url: '/reset-password' })
   t.notOk(directives(page.headers['content-security-policy']).has('upgrade-insecure-requests'), 'http: the page has no upgrade')
   const health = await api.app.inject({ method: 'GET', url: '/api/health' })
-  t.ok(directives(health.headers['content-security-policy']).has('upgrade-insecure-requests'), 'other routes keep helmet\'s policy')
+  t.ok(directives(health.headers['content-security-policy']).has('upgrade-insecure-requests'), "other routes keep helmet's policy")
 })

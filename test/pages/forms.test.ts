@@ -38,7 +38,14 @@ const h = await site(t)
 
 t.test('a missing, empty, doubled, damaged or absurd token is a page saying the link is incomplete', async (t) => {
   for (const path of ['/verify-email', '/reset-password']) {
-    for (const query of ['', '?token=', '?token=abc', `?token=${'x'.repeat(5000)}`, `?token=${WELL_FORMED_UNKNOWN}&token=${WELL_FORMED_UNKNOWN}`, '?token[a]=1']) {
+    for (const query of [
+      '',
+      '?token=',
+      '?token=abc',
+      `?token=${'x'.repeat(5000)}`,
+      `?token=${WELL_FORMED_UNKNOWN}&token=${WELL_FORMED_UNKNOWN}`,
+      '?token[a]=1',
+    ]) {
       const res = await h.app.inject({ method: 'GET', url: path + query })
       isHtml(t, res, 400, `GET ${path}${query.slice(0, 30)}`)
       t.equal(heading(res.body), 'Problem: This link is incomplete')
@@ -97,7 +104,7 @@ t.test('verify: unknown, expired, superseded and repeated links', async (t) => {
   t.equal(await h.auditCount('email_verified', email), 1)
 })
 
-t.test('reset: refused passwords are sentences above the form, with the API\'s status', async (t) => {
+t.test("reset: refused passwords are sentences above the form, with the API's status", async (t) => {
   const token = await resetLinkFor(h, 'rules@example.test')
   const cases: [string, string, RegExp][] = [
     ['', 'empty', /Type a new password, then press the button\./],
@@ -169,11 +176,19 @@ t.test('reset: a link that did not set the current password never confirms it', 
   const token2 = await resetLinkFor(h, email2)
   const p3 = 'set by the reset link'
   isHtml(t, await post(h, '/reset-password', { token: token2, newPassword: p3 }), 200, 'reset')
-  const s2 = json<{ accessToken: string }>(await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: email2, password: p3 } }))
+  const s2 = json<{ accessToken: string }>(
+    await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: email2, password: p3 } }),
+  )
   const p4 = 'changed after the reset'
   t.equal(
-    (await h.app.inject({ method: 'POST', url: '/api/auth/change-password', headers: bearer(s2.accessToken), payload: { currentPassword: p3, newPassword: p4 } }))
-      .statusCode,
+    (
+      await h.app.inject({
+        method: 'POST',
+        url: '/api/auth/change-password',
+        headers: bearer(s2.accessToken),
+        payload: { currentPassword: p3, newPassword: p4 },
+      })
+    ).statusCode,
     204,
   )
   for (const newPassword of [p3, p4]) {
@@ -203,7 +218,9 @@ t.test('sp_get_used_email_token as auth_api_user: what a used link achieved, and
   await post(h, '/reset-password', { token: resetToken, newPassword: 'proc reset password' })
   const used = await getUsedEmailToken(pool, { tokenHash: hashToken(resetToken), purpose: 'reset_password', windowSeconds: 300 })
   t.match(used, { isVerified: true, hashedPassword: /^\$argon2id\$/ }, 'a reset token just used: the hash it set')
-  const { rows } = await h.admin.query<{ hashed_password: string }>('SELECT hashed_password FROM activity.users WHERE email = $1', [resetEmail])
+  const { rows } = await h.admin.query<{ hashed_password: string }>('SELECT hashed_password FROM activity.users WHERE email = $1', [
+    resetEmail,
+  ])
   t.equal(used?.hashedPassword, rows[0]?.hashed_password, 'the current hash')
 })
 
@@ -257,9 +274,9 @@ t.test('product name and back link come from the environment, escaped', async (t
   t.match(res.body, '&lt;b&gt;&quot;Acme&quot; &amp; &#39;Co&#39;&lt;/b&gt;')
   t.match(res.body, 'href="http://app.test/?a=1&amp;b=&quot;2&quot;"', 'without LOGIN_URL the link back is APP_URL, escaped')
 
-  t.equal(loadConfig({}).APP_NAME, 'Activity', 'APP_NAME defaults to Activity')
-  t.equal(loadConfig({ LOGIN_URL: '' }).LOGIN_URL, undefined, 'an empty LOGIN_URL is unset')
-  t.equal(loadConfig({ LOGIN_URL: 'https://app.example.com/login' }).LOGIN_URL, 'https://app.example.com/login')
+  t.equal(loadConfig({}).pages.appName, 'Activity', 'APP_NAME defaults to Activity')
+  t.equal(loadConfig({ LOGIN_URL: '' }).pages.loginUrl, undefined, 'an empty LOGIN_URL is unset')
+  t.equal(loadConfig({ LOGIN_URL: 'https://app.example.com/login' }).pages.loginUrl, 'https://app.example.com/login')
   for (const bad of ['javascript:alert(1)', 'ftp://app.example.com', '/login', 'https://app.example.com/a b']) {
     t.throws(() => loadConfig({ LOGIN_URL: bad }), /LOGIN_URL/, `LOGIN_URL=${bad} is refused`)
   }
@@ -268,16 +285,12 @@ t.test('product name and back link come from the environment, escaped', async (t
 t.test('every value put into a page is escaped, wherever it goes', async (t) => {
   const hostile = `"'><script>alert(1)</script>&`
   const ctx = { appName: hostile, backUrl: `https://x.test/"><script>`, rules: { minLength: 8, maxLength: 128, breachCheck: false } }
-  const pages = [
-    verifyFormPage(ctx, hostile),
-    resetFormPage(ctx, hostile, hostile),
-    errorPage(ctx, { title: hostile, lines: [hostile] }),
-  ]
+  const pages = [verifyFormPage(ctx, hostile), resetFormPage(ctx, hostile, hostile), errorPage(ctx, { title: hostile, lines: [hostile] })]
   for (const body of pages) {
     t.notMatch(body, '<script>alert', 'no markup from a value')
     t.notMatch(body, `"'>`, 'no attribute broken out of')
     t.match(body, '&quot;&#39;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;')
-    t.equal(body.match(/<script/g)?.length, 1, 'the page\'s own script only')
+    t.equal(body.match(/<script/g)?.length, 1, "the page's own script only")
   }
   t.match(pages[0], `<input type="hidden" name="token" value="&quot;&#39;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;">`)
 })

@@ -26,7 +26,10 @@ function passwordInUrls(w: Watched, ...passwords: string[]): string[] {
 }
 
 for (const javaScriptEnabled of [true, false]) {
-  for (const [device, options] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+  for (const [device, options] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
     t.test(`JavaScript ${javaScriptEnabled ? 'on' : 'off'}, ${device}: rules up front, the form resets the password`, async (t) => {
       const email = nextEmail()
       const token = await resetLinkFor(h, email)
@@ -46,11 +49,17 @@ for (const javaScriptEnabled of [true, false]) {
       t.match(rules, 'at most 128 characters')
       t.match(rules, /not be a common, easy-to-guess password/)
       const input = w.page.getByLabel('New password')
-      t.equal(await input.getAttribute('aria-describedby'), 'password-rules', 'the rules are the field\'s description')
+      t.equal(await input.getAttribute('aria-describedby'), 'password-rules', "the rules are the field's description")
       const width = options.viewport?.width ?? 0
-      for (const [what, locator] of [['password field', input], ['button', w.page.getByRole('button', { name: 'Set new password' })]] as const) {
+      for (const [what, locator] of [
+        ['password field', input],
+        ['button', w.page.getByRole('button', { name: 'Set new password' })],
+      ] as const) {
         const box = await locator.boundingBox()
-        t.ok(box !== null && box.x >= 0 && box.x + box.width <= width, `the ${what} fits the ${String(width)} px viewport (right edge ${String(box === null ? '?' : box.x + box.width)})`)
+        t.ok(
+          box !== null && box.x >= 0 && box.x + box.width <= width,
+          `the ${what} fits the ${String(width)} px viewport (right edge ${String(box === null ? '?' : box.x + box.width)})`,
+        )
       }
 
       await input.fill(NEW_PASSWORD)

@@ -17,7 +17,10 @@ async function outcome(w: Watched): Promise<string | null> {
 }
 
 for (const javaScriptEnabled of [true, false]) {
-  for (const [device, options] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+  for (const [device, options] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
     t.test(`JavaScript ${javaScriptEnabled ? 'on' : 'off'}, ${device}: opening changes nothing, the button confirms`, async (t) => {
       const email = nextEmail()
       const token = await signup(h, email)
@@ -99,7 +102,7 @@ t.test('a link with markup and quotes in its token is refused with a clear, iner
   t.match(await w.page.locator('h1').textContent(), /This link is incomplete/)
   t.equal(await w.page.locator('img').count(), 0, 'no injected element')
   t.equal(await w.page.locator('script').count(), 1, 'one script')
-  t.equal(await w.page.locator('script').getAttribute('src'), '/assets/auth-pages.js', 'the page\'s own file')
+  t.equal(await w.page.locator('script').getAttribute('src'), '/assets/auth-pages.js', "the page's own file")
   t.notMatch(await w.page.content(), '<script>alert', 'the token is not in the page')
   // The dialog handler would have recorded an alert().
   t.same(w.problems(), [])

@@ -71,7 +71,9 @@ async function build(t: Test): Promise<Built> {
     terminated: new Error('Connection terminated unexpectedly'),
     ended: new Error('Connection terminated'),
     'connect-timeout': new Error('timeout exceeded when trying to connect'),
-    'timeout-cause': new Error('Connection terminated due to connection timeout', { cause: new Error('Connection terminated unexpectedly') }),
+    'timeout-cause': new Error('Connection terminated due to connection timeout', {
+      cause: new Error('Connection terminated unexpectedly'),
+    }),
     'wrapped-reset': new Error('rotation failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }),
   }
   app.get('/db-lost/:how', async (request) => {
@@ -211,7 +213,17 @@ t.test('a database that cannot be reached is 503 service_unavailable', async (t)
 
 t.test('a lost, reset or timed-out database connection is 503 with Retry-After, never 500', async (t) => {
   const { app } = await build(t)
-  for (const how of ['reset', 'timed-out', 'pipe', 'too-many', 'terminated', 'ended', 'connect-timeout', 'timeout-cause', 'wrapped-reset']) {
+  for (const how of [
+    'reset',
+    'timed-out',
+    'pipe',
+    'too-many',
+    'terminated',
+    'ended',
+    'connect-timeout',
+    'timeout-cause',
+    'wrapped-reset',
+  ]) {
     const res = await app.inject({ method: 'GET', url: `/db-lost/${how}` })
     t.equal(assertProblem(t, res, 503, 'service_unavailable').detail, 'service temporarily unavailable', how)
     const retryAfter = Number(res.headers['retry-after'])
@@ -246,7 +258,9 @@ t.test('the custom SQLSTATE table in sql/CONVENTIONS.md and DB_ERRORS agree row 
   const inCode = Object.entries(DB_ERRORS).map(([sqlstate, e]) => [sqlstate, e.code, String(e.status), e.problem])
   t.strictSame(documentedDbErrors(), inCode)
   const dir = new URL('../../sql/migrations/', import.meta.url)
-  const raised = new Set(readdirSync(dir).flatMap((f) => [...readFileSync(new URL(f, dir), 'utf8').matchAll(/ERRCODE = '(AU\d{3})'/g)].map((m) => m[1])))
+  const raised = new Set(
+    readdirSync(dir).flatMap((f) => [...readFileSync(new URL(f, dir), 'utf8').matchAll(/ERRCODE = '(AU\d{3})'/g)].map((m) => m[1])),
+  )
   t.ok(raised.size > 0)
   for (const sqlstate of raised) t.ok(Object.hasOwn(DB_ERRORS, sqlstate as string), `${String(sqlstate)}, raised by a procedure, has a row`)
 })
@@ -293,12 +307,19 @@ t.test('x-request-id: a short, well-formed one is echoed, anything else replaced
   const again = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': 'trace-7' } })
   t.not(again.json<Body>().requestId, ownId)
 
-  t.equal((await app.inject({ method: 'GET', url: '/items/1', headers: { 'x-request-id': 'a'.repeat(64) } })).headers['x-request-id'], 'a'.repeat(64), '64 characters: echoed')
+  t.equal(
+    (await app.inject({ method: 'GET', url: '/items/1', headers: { 'x-request-id': 'a'.repeat(64) } })).headers['x-request-id'],
+    'a'.repeat(64),
+    '64 characters: echoed',
+  )
   for (const bad of ['a'.repeat(65), 'x'.repeat(300), 'has spaces', 'line\\nbreak', 'ünicode', '']) {
     const res = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': bad } })
     t.match(res.headers['x-request-id'], UUID, `replaced: ${JSON.stringify(bad.slice(0, 20))}`)
     t.equal(res.headers['x-request-id'], res.json<Body>().requestId, 'by our own id')
-    t.notOk(logs.some((l) => l.callerRequestId === bad), 'and not logged')
+    t.notOk(
+      logs.some((l) => l.callerRequestId === bad),
+      'and not logged',
+    )
   }
 })
 
@@ -335,14 +356,20 @@ t.test('logs: secrets redacted at any depth up to two, one line per request', as
   const completed = logs.find((l) => l.msg === 'request completed' && l.callerRequestId === 'log-test-1')
   const lines = logs.filter((l) => l.reqId !== undefined && l.reqId === completed?.reqId)
   t.equal(lines.filter((l) => l.msg === 'request completed').length, 1, 'one completion line')
-  t.notOk(lines.some((l) => l.msg === 'incoming request'), 'no separate incoming line')
-  t.match(lines.find((l) => l.msg === 'request completed'), {
-    method: 'POST',
-    route: '/echo-log',
-    url: '/echo-log?token=[redacted]&page=2',
-    statusCode: 200,
-    requestId: completed?.reqId,
-    callerRequestId: 'log-test-1',
-    durationMs: Number,
-  })
+  t.notOk(
+    lines.some((l) => l.msg === 'incoming request'),
+    'no separate incoming line',
+  )
+  t.match(
+    lines.find((l) => l.msg === 'request completed'),
+    {
+      method: 'POST',
+      route: '/echo-log',
+      url: '/echo-log?token=[redacted]&page=2',
+      statusCode: 200,
+      requestId: completed?.reqId,
+      callerRequestId: 'log-test-1',
+      durationMs: Number,
+    },
+  )
 })

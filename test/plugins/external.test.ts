@@ -93,7 +93,10 @@ t.test('the OpenAPI 3.1 document lists the routes and /docs serves the UI', asyn
   t.equal(spec.paths['/api/widgets']?.post?.summary, 'Create a widget')
   t.ok(spec.paths['/api/widgets']?.post?.responses['400'], 'problem response documented')
   t.ok(spec.paths['/api/widgets/{id}']?.delete, 'parametric route in OpenAPI form')
-  t.notOk(Object.keys(spec.paths).some((p) => p.startsWith('/docs')), 'the docs routes are not documented')
+  t.notOk(
+    Object.keys(spec.paths).some((p) => p.startsWith('/docs')),
+    'the docs routes are not documented',
+  )
 
   const ui = await app.inject({ method: 'GET', url: '/docs/' })
   t.equal(ui.statusCode, 200)

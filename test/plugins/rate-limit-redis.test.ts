@@ -175,7 +175,10 @@ t.test('a killed, restarted and frozen Redis: no stall, limits in memory, state 
     (await Promise.all([a.app, b.app].map(storeState))).every((s) => s.health === 'redis' && s.gauge === '1'),
   )
   t.equal(a.warns('rate_limit_store_up'), 1, "one 'back' line")
-  t.match(a.logs.find((l) => l.event === 'rate_limit_store_up' && l.level === 40), { msg: /redis is back/ })
+  t.match(
+    a.logs.find((l) => l.event === 'rate_limit_store_up' && l.level === 40),
+    { msg: /redis is back/ },
+  )
   t.equal(a.warns('rate_limit_store_down'), 1, 'no further down line')
   t.same(await hits(t, ab, 'redis back'), [200, 200, 200, 200, 200, 429], 'shared again (the restarted redis starts empty)')
 

@@ -1,10 +1,26 @@
 // /api/auth/*: the HTTP contract of DESIGN.md. Handlers validate (TypeBox),
 // call the AuthService, and shape the answer; no SQL, no policy here.
-import { Type } from '@sinclair/typebox'
 import type {} from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthService, Ctx } from '../../auth/service.ts'
-import { Accepted, closed, Email, OpaqueToken, Password, Uuid } from '../../schemas/common.ts'
+import {
+  ChangePasswordBody,
+  EmailBody,
+  LinkTokenBody,
+  LoginBody,
+  LoginSchema,
+  MeSchema,
+  PasswordBody,
+  RefreshTokenBody,
+  ResetPasswordBody,
+  SessionParams,
+  SessionsSchema,
+  SignupBody,
+  TokenPairSchema,
+  VerifiedSchema,
+} from '../../schemas/auth.ts'
+import { Accepted } from '../../schemas/common.ts'
 import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
 
 export interface AuthRoutesOptions {
@@ -12,35 +28,6 @@ export interface AuthRoutesOptions {
   /** Stricter per-IP limit for the credential endpoints (login, signup, forgot, reset). */
   credentialRateLimit: { max: number; timeWindow: number } | false
 }
-
-const TokenPairSchema = closed({
-  accessToken: Type.String(),
-  refreshToken: Type.String(),
-  tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer(),
-})
-const LoginSchema = closed({
-  ...TokenPairSchema.properties,
-  // OWASP device cookie: sent back at the next login from this device, its guesses
-  // count against it alone, so nobody else can lock the owner out (docs/security.md).
-  deviceToken: Type.String(),
-})
-export const MeSchema = closed({
-  id: Uuid,
-  email: Type.String(),
-  isVerified: Type.Boolean(),
-  createdAt: Type.String({ format: 'date-time' }),
-  lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-})
-const SessionSchema = closed({
-  id: Uuid,
-  device: Type.Union([Type.String(), Type.Null()]),
-  ip: Type.Union([Type.String(), Type.Null()]),
-  createdAt: Type.String({ format: 'date-time' }),
-  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  expiresAt: Type.String({ format: 'date-time' }),
-  current: Type.Boolean(),
-})
 
 const tags = ['auth']
 /** Operations with a Bearer access token, and those without any credential. */
@@ -54,7 +41,8 @@ const withBody: Exposure = { ...api, body: true }
 const withToken: Exposure = { ...api, bearer: true }
 
 // The codes routes answer beyond what the plugins do (DESIGN.md, docs/security.md).
-const PASSWORD_POLICY = 'the password breaks the policy (`password_too_short`, `password_too_long`, `password_too_common`, `password_breached`)'
+const PASSWORD_POLICY =
+  'the password breaks the policy (`password_too_short`, `password_too_long`, `password_too_common`, `password_breached`)'
 const LINK = 'the link is invalid, expired or already used (`invalid_token`, `token_expired`, `token_used`)'
 const BREACH_CHECK = 'the breached-password check is unavailable (`breach_check_unavailable`, when PASSWORD_BREACH_FAIL_OPEN=false)'
 const WRONG_PASSWORD = 'the password is wrong (`invalid_credentials`; counts as a failed login)'
@@ -80,7 +68,7 @@ async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<v
 
 const ACCEPTED = { message: 'if the address can receive mail, a message is on its way' }
 
-export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesOptions): Promise<void> {
+const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { service } = opts
   const limited: { rateLimit?: { max: number; timeWindow: number } } =
     opts.credentialRateLimit === false ? {} : { rateLimit: opts.credentialRateLimit }
@@ -93,7 +81,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'signup',
         summary: 'Create an account and mail a verification link',
-        body: closed({ email: Email, password: Password }),
+        body: SignupBody,
         response: responses(
           { 202: json(ACCEPTED_WHY, Accepted) },
           { ...withBody, errors: { 400: `${PASSWORD_POLICY} or the address is not valid (\`invalid_email\`)`, 503: BREACH_CHECK } },
@@ -101,7 +89,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       },
     },
     async (request, reply) => {
-      const { email, password } = request.body as { email: string; password: string }
+      const { email, password } = request.body
       await service.signup(email, password, requestContext(request))
       return reply.code(202).send(ACCEPTED)
     },
@@ -114,12 +102,12 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'verifyEmail',
         summary: 'Confirm an email address with the token of the mailed link',
-        body: closed({ token: OpaqueToken }),
-        response: responses({ 200: json('The address is verified', closed({ verified: Type.Literal(true) })) }, { ...withBody, errors: { 400: LINK } }),
+        body: LinkTokenBody,
+        response: responses({ 200: json('The address is verified', VerifiedSchema) }, { ...withBody, errors: { 400: LINK } }),
       },
     },
     async (request) => {
-      await service.verifyEmail((request.body as { token: string }).token, requestContext(request))
+      await service.verifyEmail(request.body.token, requestContext(request))
       return { verified: true as const }
     },
   )
@@ -132,12 +120,12 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'resendVerification',
         summary: 'Mail a new verification link',
-        body: closed({ email: Email }),
+        body: EmailBody,
         response: responses({ 202: json(ACCEPTED_WHY, Accepted) }, withBody),
       },
     },
     async (request, reply) => {
-      await service.resendVerification((request.body as { email: string }).email, requestContext(request))
+      await service.resendVerification(request.body.email, requestContext(request))
       return reply.code(202).send(ACCEPTED)
     },
   )
@@ -151,7 +139,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'login',
         summary: 'Log in with email and password: a token pair and a device token',
-        body: closed({ email: Email, password: Password, deviceToken: Type.Optional(OpaqueToken) }),
+        body: LoginBody,
         response: responses(
           { 200: json('A new session: the token pair and the device token to send at the next login', LoginSchema) },
           {
@@ -166,7 +154,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       },
     },
     async (request) => {
-      const { email, password, deviceToken } = request.body as { email: string; password: string; deviceToken?: string }
+      const { email, password, deviceToken } = request.body
       return service.login(email, password, deviceToken, requestContext(request))
     },
   )
@@ -179,14 +167,17 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'refresh',
         summary: 'Exchange a refresh token for a new pair (the old one is spent)',
-        body: closed({ refreshToken: OpaqueToken }),
+        body: RefreshTokenBody,
         response: responses(
           { 200: json('A new token pair', TokenPairSchema) },
-          { ...withBody, errors: { 401: 'the refresh token is invalid, expired or revoked (`invalid_refresh_token`); a reused one ends its session' } },
+          {
+            ...withBody,
+            errors: { 401: 'the refresh token is invalid, expired or revoked (`invalid_refresh_token`); a reused one ends its session' },
+          },
         ),
       },
     },
-    async (request) => service.refresh((request.body as { refreshToken: string }).refreshToken, requestContext(request)),
+    async (request) => service.refresh(request.body.refreshToken, requestContext(request)),
   )
 
   app.post(
@@ -196,12 +187,12 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'logout',
         summary: 'End the session of a refresh token',
-        body: closed({ refreshToken: OpaqueToken }),
+        body: RefreshTokenBody,
         response: responses({ 204: noContent('The session has ended (also when it had already)') }, withBody),
       },
     },
     async (request, reply) => {
-      await service.logout((request.body as { refreshToken: string }).refreshToken, requestContext(request))
+      await service.logout(request.body.refreshToken, requestContext(request))
       return reply.code(204).send()
     },
   )
@@ -257,7 +248,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...bearer,
         operationId: 'deleteMe',
         summary: 'Deactivate the account (the password again)',
-        body: closed({ password: Password }),
+        body: PasswordBody,
         response: responses(
           { 204: noContent('The account is deactivated and its sessions ended') },
           { ...withToken, body: true, errors: { 401: WRONG_PASSWORD, 429: LOCKED } },
@@ -265,7 +256,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       },
     },
     async (request, reply) => {
-      await service.deleteAccount(authOf(request).userId, (request.body as { password: string }).password, requestContext(request))
+      await service.deleteAccount(authOf(request).userId, request.body.password, requestContext(request))
       return reply.code(204).send()
     },
   )
@@ -279,7 +270,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...bearer,
         operationId: 'changePassword',
         summary: 'Change the password (ends the other sessions)',
-        body: closed({ currentPassword: Password, newPassword: Password }),
+        body: ChangePasswordBody,
         response: responses(
           { 204: noContent('The password is changed; the other sessions have ended') },
           { ...withToken, body: true, errors: { 400: PASSWORD_POLICY, 401: WRONG_PASSWORD, 429: LOCKED, 503: BREACH_CHECK } },
@@ -288,7 +279,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
     },
     async (request, reply) => {
       const { userId, sessionId } = authOf(request)
-      const { currentPassword, newPassword } = request.body as { currentPassword: string; newPassword: string }
+      const { currentPassword, newPassword } = request.body
       await service.changePassword(userId, sessionId, currentPassword, newPassword, requestContext(request))
       return reply.code(204).send()
     },
@@ -302,12 +293,12 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'forgotPassword',
         summary: 'Mail a password reset link',
-        body: closed({ email: Email }),
+        body: EmailBody,
         response: responses({ 202: json(ACCEPTED_WHY, Accepted) }, withBody),
       },
     },
     async (request, reply) => {
-      await service.forgotPassword((request.body as { email: string }).email, requestContext(request))
+      await service.forgotPassword(request.body.email, requestContext(request))
       return reply.code(202).send(ACCEPTED)
     },
   )
@@ -320,7 +311,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...open,
         operationId: 'resetPassword',
         summary: 'Set a new password with the token of the mailed link (ends every session)',
-        body: closed({ token: OpaqueToken, newPassword: Password }),
+        body: ResetPasswordBody,
         response: responses(
           { 204: noContent('The password is set; every session has ended') },
           { ...withBody, errors: { 400: `${LINK}, or ${PASSWORD_POLICY}`, 503: BREACH_CHECK } },
@@ -328,7 +319,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       },
     },
     async (request, reply) => {
-      const { token, newPassword } = request.body as { token: string; newPassword: string }
+      const { token, newPassword } = request.body
       await service.resetPassword(token, newPassword, requestContext(request))
       return reply.code(204).send()
     },
@@ -343,7 +334,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...bearer,
         operationId: 'listSessions',
         summary: 'The live sessions of the account',
-        response: responses({ 200: json('The live sessions, the current one marked', Type.Array(SessionSchema)) }, withToken),
+        response: responses({ 200: json('The live sessions, the current one marked', SessionsSchema) }, withToken),
       },
     },
     async (request) => {
@@ -369,7 +360,7 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
         ...bearer,
         operationId: 'endSession',
         summary: 'End one session of the account',
-        params: closed({ id: Uuid }),
+        params: SessionParams,
         response: responses(
           { 204: noContent('The session has ended') },
           { ...withToken, body: true, params: true, errors: { 404: 'no such live session of this account (`session_not_found`)' } },
@@ -377,8 +368,10 @@ export default async function authRoutes(app: FastifyInstance, opts: AuthRoutesO
       },
     },
     async (request, reply) => {
-      await service.endSession(authOf(request).userId, (request.params as { id: string }).id, requestContext(request))
+      await service.endSession(authOf(request).userId, request.params.id, requestContext(request))
       return reply.code(204).send()
     },
   )
 }
+
+export default authRoutes

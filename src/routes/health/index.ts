@@ -1,54 +1,14 @@
 // Health: liveness (the process answers), readiness (the database answers as
 // auth_api_user and every migration in the code is applied), a summary, and
 // database details (latency, pool) for operators.
-import type { FastifyInstance } from 'fastify'
-import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { compareMigrations, migrationNames } from '../../db/migrate.ts'
 import { poolStats } from '../../db/pool.ts'
 import { schemaMigrations } from '../../db/procedures.ts'
+import { DatabaseHealth, Live, Ready, Summary } from '../../schemas/health.ts'
 import { json, responses } from '../../schemas/responses.ts'
 
-const Live = Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false })
-const Ready = Type.Object(
-  {
-    status: Type.Union([Type.Literal('ready'), Type.Literal('not_ready')]),
-    database: Type.Union([Type.Literal('up'), Type.Literal('down')]),
-    pendingMigrations: Type.Array(Type.String()),
-  },
-  { additionalProperties: false },
-)
-const Pool = Type.Object(
-  { total: Type.Integer(), idle: Type.Integer(), waiting: Type.Integer(), max: Type.Integer(), min: Type.Integer() },
-  { additionalProperties: false },
-)
-const Database = Type.Object(
-  {
-    status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
-    latencyMs: Type.Union([Type.Number(), Type.Null()]),
-    appliedMigrations: Type.Integer(),
-    pendingMigrations: Type.Array(Type.String()),
-    pool: Pool,
-  },
-  { additionalProperties: false },
-)
-const Summary = Type.Object(
-  {
-    status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
-    uptimeSeconds: Type.Number(),
-    database: Type.Union([Type.Literal('up'), Type.Literal('down')]),
-    migrations: Type.Union([Type.Literal('current'), Type.Literal('pending')]),
-    /** Where rate limits are counted; `memory-fallback` while the configured Redis is down. */
-    rateLimitStore: Type.Union([
-      Type.Literal('redis'),
-      Type.Literal('memory-fallback'),
-      Type.Literal('memory'),
-      Type.Literal('off'),
-    ]),
-  },
-  { additionalProperties: false },
-)
-
-export default async function healthRoutes(app: FastifyInstance): Promise<void> {
+const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // The code's migrations do not change while the process runs: read them once.
   const inCode = await migrationNames()
   // Probes need no credential.
@@ -123,7 +83,7 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     ...open,
     operationId: 'getDatabaseHealth',
     summary: 'The database: latency, migrations and the connection pool',
-    response: report(Database, 'The database answers', 'The database does not answer'),
+    response: report(DatabaseHealth, 'The database answers', 'The database does not answer'),
   }
   app.get('/api/health/database', { config, schema: database }, async (_request, reply) => {
     const p = await probe()
@@ -136,3 +96,5 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     })
   })
 }
+
+export default healthRoutes

@@ -16,11 +16,11 @@ import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.ts'
 import { isWellFormedToken } from '../../auth/tokens.ts'
 import { HttpProblem, unsupportedMediaType } from '../../http/problem.ts'
 import { replyWithError } from '../../plugins/errors.ts'
+import { resetFormSchema, resetPageSchema, scriptSchema, stylesSchema, verifyFormSchema, verifyPageSchema } from '../../schemas/pages.ts'
 import { requestContext } from '../auth/index.ts'
 import { SCRIPT, STYLES } from './assets.ts'
 import { pagesContentSecurityPolicy, pagesDroppedHeaders } from './csp.ts'
 import { isLinkProblem, linkNotice, passwordMessage, type LinkKind } from './messages.ts'
-import { resetFormSchema, resetPageSchema, scriptSchema, stylesSchema, verifyFormSchema, verifyPageSchema } from './schemas.ts'
 import { errorPage, resetFormPage, SCRIPT_PATH, STYLES_PATH, successPage, verifyFormPage, type PageContext } from './templates.ts'
 
 export interface PageRoutesOptions {
@@ -38,10 +38,16 @@ export interface PageRoutesOptions {
 
 const HTML = 'text/html; charset=utf-8'
 
+/** A field of a query or form as a browser sent it (unvalidated: attachValidation), when it is a string. */
+function field(fields: unknown, name: string): string | undefined {
+  const value: unknown = typeof fields === 'object' && fields !== null ? Reflect.get(fields, name) : undefined
+  return typeof value === 'string' ? value : undefined
+}
+
 /** The token of a query or form, when it has the shape of one; anything else is an incomplete link. */
 function tokenIn(fields: unknown): string | undefined {
-  const token = (fields as Record<string, unknown> | null | undefined)?.token
-  return typeof token === 'string' && isWellFormedToken(token) ? token : undefined
+  const token = field(fields, 'token')
+  return token !== undefined && isWellFormedToken(token) ? token : undefined
 }
 
 function page(reply: FastifyReply, status: number, body: string): FastifyReply {
@@ -117,8 +123,8 @@ export default async function pageRoutes(app: FastifyInstance, opts: PageRoutesO
   app.post('/reset-password', { config: limited, schema: resetFormSchema, attachValidation: true }, async (request, reply) => {
     const token = tokenIn(request.body)
     if (token === undefined) return incomplete(reply, 'reset')
-    const newPassword = (request.body as Record<string, unknown>).newPassword
-    if (typeof newPassword !== 'string' || newPassword === '') {
+    const newPassword = field(request.body, 'newPassword')
+    if (newPassword === undefined || newPassword === '') {
       return page(reply, 400, resetFormPage(ctx, token, passwordMessage('password_missing', ctx.rules)))
     }
     try {

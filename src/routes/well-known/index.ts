@@ -1,22 +1,9 @@
 // GET /.well-known/jwks.json: the public keys (current and previous) so other
 // services verify access tokens offline.
-import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { SigningKeys } from '../../auth/keys.ts'
+import { JwksSchema } from '../../schemas/keys.ts'
 import { json, responses } from '../../schemas/responses.ts'
-
-const Jwk = Type.Object(
-  {
-    kty: Type.String(),
-    crv: Type.String(),
-    x: Type.String(),
-    y: Type.Optional(Type.String()),
-    kid: Type.String(),
-    alg: Type.String(),
-    use: Type.Literal('sig'),
-  },
-  { additionalProperties: false },
-)
 
 export interface WellKnownOptions {
   keys: SigningKeys
@@ -24,6 +11,8 @@ export interface WellKnownOptions {
   rateLimit?: { max: number; timeWindow: number } | false
 }
 
+// Not on the TypeBox type provider: SigningKeys.jwks holds node's JsonWebKey, whose
+// fields are all optional, so its keys do not type as the JWKS schema's.
 export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKnownOptions): Promise<void> {
   app.get(
     '/.well-known/jwks.json',
@@ -35,7 +24,7 @@ export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKn
         operationId: 'getJwks',
         summary: 'The public keys (JWKS) that verify access tokens, current and previous',
         response: responses(
-          { 200: json('The JSON Web Key Set; pick the key by the token header kid', Type.Object({ keys: Type.Array(Jwk) }, { additionalProperties: false })) },
+          { 200: json('The JSON Web Key Set; pick the key by the token header kid', JwksSchema) },
           // Its own per-IP limit when rate limiting is on; no database.
           { rateLimited: true },
         ),

@@ -26,13 +26,20 @@ t.test('sp_cleanup_expired removes what is past its boundary and keeps what is j
   const user = await newUser(ctx.api)
   const live = await newSession(ctx.api, user.id)
   const liveNext = hex64()
-  await rotateRefreshToken(ctx.api, { tokenHash: live.tokenHash, newTokenHash: liveNext, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 0 })
+  await rotateRefreshToken(ctx.api, {
+    tokenHash: live.tokenHash,
+    newTokenHash: liveNext,
+    newJti: randomUUID(),
+    idleTtlSeconds: 600,
+    graceSeconds: 0,
+  })
   const idleGone = await newSession(ctx.api, user.id)
   const idleStays = await newSession(ctx.api, user.id)
   const familyGone = await newSession(ctx.api, user.id)
   const loggedOut = await newSession(ctx.api, user.id)
   await revokeRefreshToken(ctx.api, { tokenHash: loggedOut.tokenHash })
-  const setToken = (sql: string, tokenHash: string) => ctx.admin.query(`UPDATE activity.refresh_tokens SET created_at = now() - interval '2 hours', ${sql} WHERE token = $1`, [tokenHash])
+  const setToken = (sql: string, tokenHash: string) =>
+    ctx.admin.query(`UPDATE activity.refresh_tokens SET created_at = now() - interval '2 hours', ${sql} WHERE token = $1`, [tokenHash])
   await setToken(`expires_at = now() - interval '1 s'`, idleGone.tokenHash)
   await setToken(`expires_at = now() + interval '1 minute'`, idleStays.tokenHash)
   await setToken(`family_expires_at = now() - interval '1 s'`, familyGone.tokenHash)
@@ -46,7 +53,10 @@ t.test('sp_cleanup_expired removes what is past its boundary and keeps what is j
   await createEmailToken(ctx.api, { userId: other.id, purpose: 'verify_email', tokenHash: used, ttlSeconds: 3600 })
   await consumeEmailToken(ctx.api, { tokenHash: used, purpose: 'verify_email' })
   await createEmailToken(ctx.api, { userId: third.id, purpose: 'verify_email', tokenHash: expired, ttlSeconds: 60 })
-  await ctx.admin.query(`UPDATE activity.email_tokens SET created_at = now() - interval '1 hour', expires_at = now() - interval '1 s' WHERE token_hash = $1`, [expired])
+  await ctx.admin.query(
+    `UPDATE activity.email_tokens SET created_at = now() - interval '1 hour', expires_at = now() - interval '1 s' WHERE token_hash = $1`,
+    [expired],
+  )
 
   await ctx.admin.query(`
     INSERT INTO activity.login_attempts (scope, key, failed_count, first_failed_at, last_failed_at, locked_until) VALUES
@@ -69,18 +79,42 @@ t.test('sp_cleanup_expired removes what is past its boundary and keeps what is j
   ])
 
   const tokens = await rows<{ token: string }>(ctx.admin, 'SELECT token FROM activity.refresh_tokens ORDER BY id')
-  t.same(tokens.map((r) => r.token), [live.tokenHash, liveNext, idleStays.tokenHash],
-    'a live family keeps its rotated tokens (reuse stays detectable); dead families go')
+  t.same(
+    tokens.map((r) => r.token),
+    [live.tokenHash, liveNext, idleStays.tokenHash],
+    'a live family keeps its rotated tokens (reuse stays detectable); dead families go',
+  )
   const mail = await rows<{ token_hash: string }>(ctx.admin, 'SELECT token_hash FROM activity.email_tokens')
-  t.same(mail.map((r) => r.token_hash), [unused])
+  t.same(
+    mail.map((r) => r.token_hash),
+    [unused],
+  )
   const attempts = await rows<{ key: string }>(ctx.admin, 'SELECT key FROM activity.login_attempts ORDER BY key')
-  t.same(attempts.map((r) => r.key), ['recent@example.com', 'still-locked@example.com'])
+  t.same(
+    attempts.map((r) => r.key),
+    ['recent@example.com', 'still-locked@example.com'],
+  )
   const tests = await rows<{ action: string }>(ctx.admin, `SELECT action FROM activity.audit_logs WHERE action LIKE 'test_%'`)
-  t.same(tests.map((r) => r.action), ['test_recent'])
-  t.match(await lastAudit(ctx.admin, 'cleanup'), { user_id: null, details: { refresh_tokens: 3, email_tokens: 2, login_attempts: 2, audit_logs: 1 } })
+  t.same(
+    tests.map((r) => r.action),
+    ['test_recent'],
+  )
+  t.match(await lastAudit(ctx.admin, 'cleanup'), {
+    user_id: null,
+    details: { refresh_tokens: 3, email_tokens: 2, login_attempts: 2, audit_logs: 1 },
+  })
 
-  t.match(await rotateRefreshToken(ctx.api, { tokenHash: live.tokenHash, newTokenHash: hex64(), newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 0 }),
-    { status: 'reuse_detected' }, 'after cleanup a rotated token of a live family is still caught')
+  t.match(
+    await rotateRefreshToken(ctx.api, {
+      tokenHash: live.tokenHash,
+      newTokenHash: hex64(),
+      newJti: randomUUID(),
+      idleTtlSeconds: 600,
+      graceSeconds: 0,
+    }),
+    { status: 'reuse_detected' },
+    'after cleanup a rotated token of a live family is still caught',
+  )
 
   await t.rejects(cleanupExpired(ctx.api, { auditRetentionDays: 0 }), dbError('invalid_argument'))
   await t.rejects(cleanupExpired(ctx.api, { auditRetentionDays: 30, attemptRetentionHours: 0 }), dbError('invalid_argument'))
@@ -92,8 +126,20 @@ t.test('audit rows never hold a password hash or a token hash', async (t) => {
   const user = await createUser(ctx.api, { email: uniqueEmail(), hashedPassword: hash })
   const s = await newSession(ctx.api, user.id)
   const next = hex64()
-  await rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash: next, newJti: randomUUID(), idleTtlSeconds: 60, graceSeconds: 0 })
-  await rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash: hex64(), newJti: randomUUID(), idleTtlSeconds: 60, graceSeconds: 0 })
+  await rotateRefreshToken(ctx.api, {
+    tokenHash: s.tokenHash,
+    newTokenHash: next,
+    newJti: randomUUID(),
+    idleTtlSeconds: 60,
+    graceSeconds: 0,
+  })
+  await rotateRefreshToken(ctx.api, {
+    tokenHash: s.tokenHash,
+    newTokenHash: hex64(),
+    newJti: randomUUID(),
+    idleTtlSeconds: 60,
+    graceSeconds: 0,
+  })
   const link = hex64()
   const newHash = fakeHash()
   await createEmailToken(ctx.api, { userId: user.id, purpose: 'reset_password', tokenHash: link, ttlSeconds: 60 })
@@ -110,7 +156,10 @@ t.test('audit rows never hold a password hash or a token hash', async (t) => {
 t.test('schemaMigrations lists the applied migrations by name', async (t) => {
   const ctx = await setup(t)
   const applied = await schemaMigrations(ctx.api)
-  t.same(applied.map((m) => m.name), await migrationNames())
+  t.same(
+    applied.map((m) => m.name),
+    await migrationNames(),
+  )
   t.ok(applied.some((m) => m.name === '1763870000000_initial-schema'))
   for (const m of applied) t.type(m.runOn, Date)
 })
@@ -124,10 +173,23 @@ t.test('a request address PostgreSQL cannot parse (forged X-Forwarded-For, IPv6 
     await t.resolves(createUser(ctx.api, { email: uniqueEmail(), hashedPassword: fakeHash(), ctx: { ip } }), `signup from ${ip}`)
     const user = await newUser(ctx.api)
     await t.resolves(recordFailedLogin(ctx.api, { email: user.email, ip, ...LOCKOUT, ctx: { ip } }), `failed login from ${ip}`)
-    const [count] = await rows<{ n: number }>(ctx.admin, `SELECT count(*)::int AS n FROM activity.login_attempts WHERE scope = 'email' AND key = $1`, [user.email])
+    const [count] = await rows<{ n: number }>(
+      ctx.admin,
+      `SELECT count(*)::int AS n FROM activity.login_attempts WHERE scope = 'email' AND key = $1`,
+      [user.email],
+    )
     t.equal(count?.n, 1, `the failure from ${ip} is counted`)
     await t.resolves(recordSuccessfulLogin(ctx.api, { userId: user.id, ctx: { ip } }), `successful login from ${ip}`)
-    await t.resolves(saveRefreshToken(ctx.api, { userId: user.id, tokenHash: hex64(), jti: randomUUID(), idleTtlSeconds: 60, familyTtlSeconds: 60, ctx: { ip } }),
-      `session start from ${ip}`)
+    await t.resolves(
+      saveRefreshToken(ctx.api, {
+        userId: user.id,
+        tokenHash: hex64(),
+        jti: randomUUID(),
+        idleTtlSeconds: 60,
+        familyTtlSeconds: 60,
+        ctx: { ip },
+      }),
+      `session start from ${ip}`,
+    )
   }
 })

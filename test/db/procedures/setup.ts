@@ -31,7 +31,13 @@ export async function auditActions(admin: pg.Pool, userId: string | null): Promi
 }
 
 export async function lastAudit(admin: pg.Pool, action: string): Promise<Record<string, unknown> | undefined> {
-  const [row] = await rows<{ details: Record<string, unknown>; user_id: string | null; ip: string | null; user_agent: string | null; request_id: string | null }>(
+  const [row] = await rows<{
+    details: Record<string, unknown>
+    user_id: string | null
+    ip: string | null
+    user_agent: string | null
+    request_id: string | null
+  }>(
     admin,
     'SELECT details, user_id, host(ip) AS ip, user_agent, request_id FROM activity.audit_logs WHERE action = $1 ORDER BY id DESC LIMIT 1',
     [action],
@@ -39,7 +45,10 @@ export async function lastAudit(admin: pg.Pool, action: string): Promise<Record<
   return row
 }
 
-export async function tokenRows(admin: pg.Pool, familyId: string): Promise<{ token: string; revoked: boolean; revoked_reason: string | null }[]> {
+export async function tokenRows(
+  admin: pg.Pool,
+  familyId: string,
+): Promise<{ token: string; revoked: boolean; revoked_reason: string | null }[]> {
   return rows(admin, 'SELECT token, revoked, revoked_reason FROM activity.refresh_tokens WHERE family_id = $1 ORDER BY id', [familyId])
 }
 

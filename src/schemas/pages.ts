@@ -1,9 +1,9 @@
-// OpenAPI descriptions of the link pages, built with the shared response helpers
-// (src/schemas/responses.ts), so problems refer to the one Problem schema. The query and
-// body schemas only document: the routes take whatever a browser sends
-// (attachValidation) and answer a missing or odd token with a page, never with a
-// JSON 400.
-import { htmlResponses, responses, text } from '../../schemas/responses.ts'
+// OpenAPI descriptions of the link pages (src/routes/pages), built with the shared
+// response helpers, so problems refer to the one Problem schema. The query and body
+// schemas only document: the routes take whatever a browser sends (attachValidation)
+// and answer a missing or odd token with a page, never with a JSON 400. So they stay
+// plain JSON Schema, not TypeBox: no handler may trust a type derived from them.
+import { htmlResponses, responses, text } from './responses.ts'
 
 const tags = ['pages']
 const security: never[] = []
@@ -21,7 +21,8 @@ const formExposure = { body: true, rateLimited: true, database: true }
 
 export const verifyPageSchema = {
   summary: 'The page a verification mail link opens',
-  description: 'A page with one button that posts the token to POST /verify-email. Opening it changes nothing (mail scanners prefetch links).',
+  description:
+    'A page with one button that posts the token to POST /verify-email. Opening it changes nothing (mail scanners prefetch links).',
   operationId: 'getVerifyEmailPage',
   tags,
   security,
@@ -30,7 +31,7 @@ export const verifyPageSchema = {
 }
 
 export const verifyFormSchema = {
-  summary: 'Confirm an email address (the verification page\'s form)',
+  summary: "Confirm an email address (the verification page's form)",
   description: 'Spends the verification token and answers with a result page. Pressing again after success is success.',
   operationId: 'confirmEmailForm',
   tags,
@@ -54,7 +55,7 @@ export const resetPageSchema = {
 }
 
 export const resetFormSchema = {
-  summary: 'Set a new password (the reset page\'s form)',
+  summary: "Set a new password (the reset page's form)",
   description:
     'Spends the reset token, sets the password and ends every session; answers with a result page. The same password sent again ' +
     'with the same token minutes later is success; another one is an error.',
@@ -77,7 +78,7 @@ export const resetFormSchema = {
 }
 
 export const scriptSchema = {
-  summary: 'The link pages\' script',
+  summary: "The link pages' script",
   description: 'Progressive enhancement: sends each form once (the pages work without it).',
   operationId: 'getAuthPagesScript',
   tags,
@@ -86,7 +87,7 @@ export const scriptSchema = {
 }
 
 export const stylesSchema = {
-  summary: 'The link pages\' stylesheet',
+  summary: "The link pages' stylesheet",
   operationId: 'getAuthPagesStylesheet',
   tags,
   security,

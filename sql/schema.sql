@@ -1,0 +1,2715 @@
+--
+-- Name: activity; Type: SCHEMA; Schema: -; Owner: activity_owner
+--
+
+CREATE SCHEMA activity;
+
+ALTER SCHEMA activity OWNER TO activity_owner;
+
+--
+-- Name: email_token_purpose; Type: TYPE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TYPE activity.email_token_purpose AS ENUM (
+    'verify_email',
+    'reset_password'
+);
+
+ALTER TYPE activity.email_token_purpose OWNER TO activity_owner;
+
+--
+-- Name: TYPE email_token_purpose; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TYPE activity.email_token_purpose IS 'What a one-time email token is for.';
+
+--
+-- Name: revoke_reason; Type: TYPE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TYPE activity.revoke_reason AS ENUM (
+    'rotated',
+    'logout',
+    'logout_all',
+    'session_ended',
+    'reuse_detected',
+    'password_changed',
+    'password_reset',
+    'user_deactivated'
+);
+
+ALTER TYPE activity.revoke_reason OWNER TO activity_owner;
+
+--
+-- Name: TYPE revoke_reason; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TYPE activity.revoke_reason IS 'Why a refresh token was revoked.';
+
+--
+-- Name: fn_audit(text, uuid, jsonb, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  INSERT INTO activity.audit_logs (action, user_id, ip, user_agent, request_id, details)
+  VALUES (p_action, p_user_id,
+          activity.fn_inet(p_ctx->>'ip'),
+          left(NULLIF(p_ctx->>'userAgent', ''), 512),
+          left(NULLIF(p_ctx->>'requestId', ''), 128),
+          COALESCE(p_details, '{}'));
+END
+$$;
+
+ALTER FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) IS 'Internal: appends one audit_logs row; ip, userAgent, requestId come from the request context.';
+
+--
+-- Name: fn_check_email_token_args(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+BEGIN
+  PERFORM activity.fn_require_email_token_purpose(p_purpose);
+  IF p_ttl_seconds IS NULL OR p_ttl_seconds <= 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be > 0';
+  ELSIF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash must be lowercase hex SHA-256';
+  END IF;
+END
+$_$;
+
+ALTER FUNCTION activity.fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer) IS 'Internal: AU007 for an unknown purpose, a ttl <= 0 or a malformed token hash.';
+
+--
+-- Name: fn_check_lockout_policy(integer, integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_threshold IS NULL OR p_threshold < 1 OR p_ip_threshold IS NULL OR p_ip_threshold < 1
+     OR p_base_seconds IS NULL OR p_base_seconds < 1 OR p_max_seconds IS NULL OR p_max_seconds < p_base_seconds
+     OR p_window_seconds IS NULL OR p_window_seconds < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'invalid lockout policy';
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer) IS 'Internal: AU007 for an invalid lockout policy.';
+
+--
+-- Name: fn_check_mail_policy(integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_mail_max IS NULL OR p_mail_max < 1 OR p_mail_window_seconds IS NULL OR p_mail_window_seconds < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'mail budget must be >= 1 per window of >= 1 second';
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) IS 'Internal: AU007 unless the mail budget arguments are >= 1.';
+
+--
+-- Name: fn_count_failure(text, text, integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) RETURNS TABLE(failed_count integer, locked_until timestamp with time zone)
+    LANGUAGE sql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  INSERT INTO activity.login_attempts AS a (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)
+  VALUES (p_scope, p_key, 1, now(), now(), activity.fn_lock_until(1, p_threshold, p_base_seconds, p_max_seconds))
+  ON CONFLICT (scope, key) DO UPDATE SET
+    failed_count    = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+    first_failed_at = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN now() ELSE a.first_failed_at END,
+    last_failed_at  = now(),
+    locked_until    = greatest(
+      activity.fn_lock_until(
+        CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+        p_threshold, p_base_seconds, p_max_seconds),
+      CASE WHEN a.locked_until > now() THEN a.locked_until END)
+  RETURNING a.failed_count, a.locked_until
+$$;
+
+ALTER FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) IS 'Internal: counts one failed login for an email or ip key and returns the count and lock.';
+
+--
+-- Name: fn_inet(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_inet(p_ip text) RETURNS inet
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN NULLIF(btrim(p_ip), '')::inet;
+EXCEPTION WHEN invalid_text_representation THEN
+  RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION activity.fn_inet(p_ip text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_inet(p_ip text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_inet(p_ip text) IS 'Internal: text to inet, NULL when empty or unparsable.';
+
+--
+-- Name: fn_issue_email_token(uuid, text, text, text, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  UPDATE activity.email_tokens e SET used_at = now()
+   WHERE e.user_id = p_user_id AND e.purpose = p_purpose::activity.email_token_purpose AND e.used_at IS NULL;
+  BEGIN
+    INSERT INTO activity.email_tokens (user_id, purpose, token_hash, email, expires_at)
+    VALUES (p_user_id, p_purpose::activity.email_token_purpose, p_token_hash, p_email, now() + make_interval(secs => p_ttl_seconds))
+    RETURNING id INTO v_id;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash already used';
+  END;
+  PERFORM activity.fn_audit('email_token_created', p_user_id, p_ctx, jsonb_build_object('purpose', p_purpose, 'token_id', v_id));
+END
+$$;
+
+ALTER FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Internal: burns the user''s unused tokens of the purpose and stores a new one. AU007 when the hash is taken. Audit email_token_created.';
+
+--
+-- Name: fn_lock_until(integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT CASE WHEN p_count >= p_threshold THEN
+    now() + make_interval(secs => least(p_base_seconds::float8 * power(2, least(p_count - p_threshold, 40)), p_max_seconds::float8))
+  END
+$$;
+
+ALTER FUNCTION activity.fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer) IS 'Internal: lockout end for a failure count (exponential backoff, capped), NULL below the threshold.';
+
+--
+-- Name: fn_refresh_token_is_live(boolean, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT NOT p_revoked AND p_expires_at > now() AND p_family_expires_at > now()
+$$;
+
+ALTER FUNCTION activity.fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone) IS 'Internal: whether a refresh token row is live (not revoked, neither it nor its family expired). Inlined by the planner.';
+
+--
+-- Name: fn_release_attempt(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_release_attempt(p_scope text, p_key text, p_threshold integer) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  UPDATE activity.login_attempts a
+     SET failed_count = greatest(a.failed_count - 1, 0),
+         locked_until = CASE WHEN a.failed_count - 1 >= p_threshold THEN a.locked_until END
+   WHERE a.scope = p_scope AND a.key = p_key
+$$;
+
+ALTER FUNCTION activity.fn_release_attempt(p_scope text, p_key text, p_threshold integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_release_attempt(p_scope text, p_key text, p_threshold integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_release_attempt(p_scope text, p_key text, p_threshold integer) IS 'Internal: takes back one reserved attempt of a login_attempts key.';
+
+--
+-- Name: fn_require_email_token_purpose(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_require_email_token_purpose(p_purpose text) RETURNS activity.email_token_purpose
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_purpose IS NULL OR NOT p_purpose = ANY (enum_range(NULL::activity.email_token_purpose)::text[]) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown email token purpose';
+  END IF;
+  RETURN p_purpose::activity.email_token_purpose;
+END
+$$;
+
+ALTER FUNCTION activity.fn_require_email_token_purpose(p_purpose text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_require_email_token_purpose(p_purpose text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) IS 'Internal: the text as an email_token_purpose; AU007 when NULL or not one of its labels.';
+
+--
+-- Name: fn_require_revoke_reason(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_require_revoke_reason(p_reason text) RETURNS activity.revoke_reason
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_reason IS NULL OR NOT p_reason = ANY (enum_range(NULL::activity.revoke_reason)::text[]) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown revocation reason';
+  END IF;
+  RETURN p_reason::activity.revoke_reason;
+END
+$$;
+
+ALTER FUNCTION activity.fn_require_revoke_reason(p_reason text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_require_revoke_reason(p_reason text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_require_revoke_reason(p_reason text) IS 'Internal: the text as a revoke_reason; AU007 when NULL or not one of its labels.';
+
+--
+-- Name: fn_reserve_attempt(text, text, integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_reserved boolean;
+  v_lock     timestamptz;
+BEGIN
+  INSERT INTO activity.login_attempts AS a (scope, key, failed_count, first_failed_at, last_failed_at, locked_until)
+  VALUES (p_scope, p_key, 1, now(), now(), activity.fn_lock_until(1, p_threshold, p_base_seconds, p_max_seconds))
+  ON CONFLICT (scope, key) DO UPDATE SET
+    failed_count    = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+    first_failed_at = CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN now() ELSE a.first_failed_at END,
+    last_failed_at  = now(),
+    locked_until    = activity.fn_lock_until(
+      CASE WHEN a.last_failed_at < now() - make_interval(secs => p_window_seconds) THEN 1 ELSE a.failed_count + 1 END,
+      p_threshold, p_base_seconds, p_max_seconds)
+  WHERE a.locked_until IS NULL OR a.locked_until <= now()
+  RETURNING true INTO v_reserved;
+  IF v_reserved THEN
+    RETURN NULL;
+  END IF;
+  SELECT a.locked_until INTO v_lock FROM activity.login_attempts a WHERE a.scope = p_scope AND a.key = p_key;
+  -- Refused: never answer with a lock in the past (it may have been lifted meanwhile).
+  RETURN greatest(v_lock, now() + interval '1 second');
+END
+$$;
+
+ALTER FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) IS 'Internal: counts one attempt for a login_attempts key unless it is locked; NULL when reserved, else the lock end.';
+
+--
+-- Name: fn_revoke_user_families(uuid, uuid, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_ended integer;
+BEGIN
+  -- Lock order users -> family -> token rows, like every family-level change.
+  PERFORM pg_advisory_xact_lock(8151, hashtext(f.family_id::text))
+     FROM (SELECT DISTINCT t.family_id
+             FROM activity.refresh_tokens t
+            WHERE t.user_id = p_user_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+              AND t.family_id IS DISTINCT FROM p_except_family_id
+            ORDER BY t.family_id) f;
+
+  WITH ended AS (
+    UPDATE activity.refresh_tokens t
+       SET revoked = true, revoked_at = now(), revoked_reason = p_reason::activity.revoke_reason
+     WHERE t.user_id = p_user_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+       AND t.family_id IS DISTINCT FROM p_except_family_id
+    RETURNING t.family_id
+  )
+  SELECT count(DISTINCT e.family_id) INTO v_ended FROM ended e;
+  RETURN v_ended;
+END
+$$;
+
+ALTER FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) IS 'Internal: revokes all live sessions of a user except one family; returns the number of live sessions ended. Caller must hold the users row FOR UPDATE.';
+
+--
+-- Name: fn_take_mail_budget(text, text, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  INSERT INTO activity.mail_budget AS b (recipient, kind, window_start, sent)
+  VALUES (left(p_recipient, 255), p_kind, now(), 1)
+  ON CONFLICT (recipient, kind) DO UPDATE SET
+    window_start = CASE WHEN b.window_start <= now() - make_interval(secs => p_window_seconds) THEN now() ELSE b.window_start END,
+    sent         = CASE WHEN b.window_start <= now() - make_interval(secs => p_window_seconds) THEN 1 ELSE b.sent + 1 END
+  RETURNING b.sent <= p_max
+$$;
+
+ALTER FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) IS 'Internal: counts one mail of a kind to an address; true while within p_max per window.';
+
+--
+-- Name: sp_begin_login(text, uuid, text, text, integer, integer, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(allowed boolean, locked_until timestamp with time zone, trusted boolean, user_id uuid, email text, hashed_password text, is_active boolean, is_verified boolean)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_email   text := left(lower(btrim(p_email)), 255);
+  v_ip      text := left(NULLIF(btrim(p_ip), ''), 255);
+  v_user    activity.users%ROWTYPE;
+  v_trusted boolean := false;
+  v_lock    timestamptz;
+BEGIN
+  PERFORM activity.fn_check_lockout_policy(p_threshold, p_base_seconds, p_max_seconds, p_ip_threshold, p_window_seconds);
+  IF p_device_hash IS NOT NULL AND p_device_hash !~ '^[0-9a-f]{64}$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'device hash must be lowercase hex SHA-256';
+  END IF;
+  IF p_user_id IS NOT NULL THEN
+    -- Re-authentication of a signed-in user: the account's own counter.
+    SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+    END IF;
+    v_email := v_user.email;
+  ELSE
+    IF v_email IS NULL OR v_email = '' THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'email is required';
+    END IF;
+    SELECT * INTO v_user FROM activity.users u WHERE u.email = v_email;
+  END IF;
+
+  IF p_device_hash IS NOT NULL AND v_user.id IS NOT NULL THEN
+    v_trusted := EXISTS (SELECT 1 FROM activity.trusted_devices d
+                          WHERE d.token_hash = p_device_hash::bpchar AND d.user_id = v_user.id AND d.expires_at > now());
+  END IF;
+
+  IF v_trusted THEN
+    -- A device that signed in before: only its own guesses count against it.
+    v_lock := activity.fn_reserve_attempt('device', p_device_hash, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
+  ELSE
+    IF v_ip IS NOT NULL THEN
+      v_lock := activity.fn_reserve_attempt('ip', v_ip, p_ip_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
+    END IF;
+    IF v_lock IS NULL THEN
+      v_lock := activity.fn_reserve_attempt('email', v_email, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
+      -- Refused by the account: the address did nothing the ip must pay for.
+      IF v_lock IS NOT NULL AND v_ip IS NOT NULL THEN
+        PERFORM activity.fn_release_attempt('ip', v_ip, p_ip_threshold);
+      END IF;
+    END IF;
+  END IF;
+
+  IF v_lock IS NOT NULL THEN
+    PERFORM activity.fn_audit('login_refused', v_user.id, p_ctx,
+      jsonb_build_object('email', v_email, 'locked_until', v_lock, 'trusted_device', v_trusted,
+                         'reauth', p_user_id IS NOT NULL));
+    RETURN QUERY SELECT false, v_lock, v_trusted, NULL::uuid, NULL::text, NULL::text, NULL::boolean, NULL::boolean;
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT true, NULL::timestamptz, v_trusted, v_user.id, v_user.email::text, v_user.hashed_password::text,
+                      v_user.is_active, v_user.is_verified;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) IS 'Starts a password check: reserves (counts) the attempt before the password is verified, per trusted device, or per ip and normalised email; refuses while locked (allowed false, locked_until, audit login_refused). With p_user_id it is a re-authentication of that user (AU002 unknown). Returns the user row (null for an unknown email) when allowed. AU007 bad policy, email or device hash.';
+
+--
+-- Name: sp_check_login_lock(text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_check_login_lock(p_email text, p_ip text) RETURNS TABLE(locked_until timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT max(a.locked_until)
+    FROM activity.login_attempts a
+   WHERE a.locked_until > now()
+     AND ((a.scope = 'email' AND a.key = left(lower(btrim(p_email)), 255))
+       OR (a.scope = 'ip' AND a.key = left(btrim(p_ip), 255)))
+$$;
+
+ALTER FUNCTION activity.sp_check_login_lock(p_email text, p_ip text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_check_login_lock(p_email text, p_ip text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_check_login_lock(p_email text, p_ip text) IS 'One row: the later of the email lock and the ip lock when in the future, else NULL. Works for addresses with no account.';
+
+--
+-- Name: sp_check_session(uuid, uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT EXISTS (
+    SELECT 1
+      FROM activity.refresh_tokens t
+      JOIN activity.users u ON u.id = t.user_id
+     WHERE t.family_id = p_family_id AND t.user_id = p_user_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+       AND u.is_active)
+$$;
+
+ALTER FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_check_session(p_user_id uuid, p_family_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) IS 'True when the user is active and the session (family) has a live token. Per-request check, served by refresh_tokens_family_id_live_idx.';
+
+--
+-- Name: sp_cleanup_expired(integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer DEFAULT 24) RETURNS TABLE(item text, deleted bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_tokens   bigint;
+  v_email    bigint;
+  v_attempts bigint;
+  v_audit    bigint;
+  v_devices  bigint;
+  v_mail     bigint;
+BEGIN
+  IF p_audit_retention_days IS NULL OR p_audit_retention_days < 1
+     OR p_attempt_retention_hours IS NULL OR p_attempt_retention_hours < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'retention must be >= 1';
+  END IF;
+  -- Whole families only: while any token of a family is live, its rotated tokens
+  -- stay so that presenting one is still recognised as reuse.
+  DELETE FROM activity.refresh_tokens t
+   WHERE t.family_id IN (
+     SELECT d.family_id FROM activity.refresh_tokens d
+      GROUP BY d.family_id
+     HAVING bool_and(NOT activity.fn_refresh_token_is_live(d.revoked, d.expires_at, d.family_expires_at)));
+  GET DIAGNOSTICS v_tokens = ROW_COUNT;
+  DELETE FROM activity.email_tokens e WHERE e.used_at IS NOT NULL OR e.expires_at <= now();
+  GET DIAGNOSTICS v_email = ROW_COUNT;
+  DELETE FROM activity.login_attempts a
+   WHERE (a.locked_until IS NULL OR a.locked_until <= now())
+     AND a.last_failed_at < now() - make_interval(hours => p_attempt_retention_hours);
+  GET DIAGNOSTICS v_attempts = ROW_COUNT;
+  DELETE FROM activity.audit_logs l WHERE l.created_at < now() - make_interval(days => p_audit_retention_days);
+  GET DIAGNOSTICS v_audit = ROW_COUNT;
+  DELETE FROM activity.trusted_devices d WHERE d.expires_at <= now();
+  GET DIAGNOSTICS v_devices = ROW_COUNT;
+  -- Mail windows are at most hours long: a row older than the attempt retention is spent.
+  DELETE FROM activity.mail_budget b WHERE b.window_start < now() - make_interval(hours => p_attempt_retention_hours);
+  GET DIAGNOSTICS v_mail = ROW_COUNT;
+  PERFORM activity.fn_audit('cleanup', NULL, '{}',
+    jsonb_build_object('refresh_tokens', v_tokens, 'email_tokens', v_email,
+                       'login_attempts', v_attempts, 'audit_logs', v_audit,
+                       'trusted_devices', v_devices, 'mail_budget', v_mail));
+  RETURN QUERY VALUES ('refresh_tokens'::text, v_tokens), ('email_tokens', v_email),
+                      ('login_attempts', v_attempts), ('audit_logs', v_audit),
+                      ('trusted_devices', v_devices), ('mail_budget', v_mail);
+END
+$$;
+
+ALTER FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) IS 'Deletes dead refresh token families, used or expired email tokens, stale unlocked login attempts, old audit rows, expired trusted devices and spent mail-budget windows; one row per item. AU007 on retention < 1. Audit cleanup.';
+
+--
+-- Name: sp_cleanup_unverified_users(integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours integer DEFAULT 168) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_deleted integer;
+BEGIN
+  IF p_older_than_hours IS NULL OR p_older_than_hours < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'older_than_hours must be >= 1';
+  END IF;
+  -- READ COMMITTED re-checks the WHERE on a row verified meanwhile: it is kept.
+  DELETE FROM activity.users u
+   WHERE NOT u.is_verified AND u.created_at < now() - make_interval(hours => p_older_than_hours);
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  PERFORM activity.fn_audit('cleanup', NULL, '{}',
+    jsonb_build_object('item', 'unverified_users', 'deleted', v_deleted, 'older_than_hours', p_older_than_hours));
+  RETURN v_deleted;
+END
+$$;
+
+ALTER FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_cleanup_unverified_users(p_older_than_hours integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours integer) IS 'Deletes unverified users created more than p_older_than_hours ago; returns the count. AU007 when hours < 1. Audit cleanup.';
+
+--
+-- Name: sp_complete_login(uuid, text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(device_hash text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_email  text;
+  v_active boolean;
+  v_ip     text := left(NULLIF(btrim(p_ip), ''), 255);
+  v_device text;
+BEGIN
+  IF p_device_ttl_seconds IS NULL OR p_device_ttl_seconds <= 0 OR p_ip_threshold IS NULL OR p_ip_threshold < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'device ttl and ip threshold must be > 0';
+  END IF;
+  IF (p_device_hash IS NOT NULL AND p_device_hash !~ '^[0-9a-f]{64}$')
+     OR (p_device_hash IS NULL AND (p_new_device_hash IS NULL OR p_new_device_hash !~ '^[0-9a-f]{64}$')) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'a trusted device hash or a new one (lowercase hex SHA-256) is required';
+  END IF;
+  SELECT u.email, u.is_active INTO v_email, v_active FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+
+  IF p_device_hash IS NOT NULL THEN
+    -- A trusted device: its own counter clears; the account's counter (guesses
+    -- from elsewhere) is left as it is, so an attacker gets no fresh budget.
+    DELETE FROM activity.login_attempts a WHERE a.scope = 'device' AND a.key = p_device_hash;
+    UPDATE activity.trusted_devices d
+       SET last_used_at = now(), expires_at = greatest(d.expires_at, now() + make_interval(secs => p_device_ttl_seconds))
+     WHERE d.token_hash = p_device_hash::bpchar AND d.user_id = p_user_id
+    RETURNING d.token_hash INTO v_device;
+  END IF;
+  IF v_device IS NULL THEN
+    DELETE FROM activity.login_attempts a WHERE a.scope = 'email' AND a.key = v_email;
+    UPDATE activity.users u SET failed_login_attempts = 0, locked_until = NULL WHERE u.id = p_user_id;
+    IF v_ip IS NOT NULL THEN
+      PERFORM activity.fn_release_attempt('ip', v_ip, p_ip_threshold);
+    END IF;
+    BEGIN
+      INSERT INTO activity.trusted_devices (user_id, token_hash, expires_at)
+      VALUES (p_user_id, COALESCE(p_new_device_hash, p_device_hash), now() + make_interval(secs => p_device_ttl_seconds))
+      RETURNING token_hash INTO v_device;
+    EXCEPTION WHEN unique_violation THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'device hash already used';
+    END;
+    -- Keep the newest ten devices of the user.
+    DELETE FROM activity.trusted_devices d
+     WHERE d.user_id = p_user_id
+       AND d.id NOT IN (SELECT k.id FROM activity.trusted_devices k WHERE k.user_id = p_user_id
+                         ORDER BY k.last_used_at DESC, k.id DESC LIMIT 10);
+  END IF;
+  UPDATE activity.users u SET last_login_at = now(), last_login_ip = activity.fn_inet(p_ctx->>'ip') WHERE u.id = p_user_id;
+  PERFORM activity.fn_audit('login_success', p_user_id, p_ctx, jsonb_build_object('trusted_device', p_device_hash IS NOT NULL));
+  RETURN QUERY SELECT v_device;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) IS 'Records a successful password check: last_login_at/ip; from a trusted device (p_device_hash) clears that device''s counter and extends it, otherwise clears the account counter, gives the ip reservation back and trusts a new device (p_new_device_hash; ten per user). Returns the device hash in effect. AU002/AU003/AU007. Audit login_success.';
+
+--
+-- Name: sp_consume_email_token(text, text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text DEFAULT NULL::text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(user_id uuid, email text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_user_id uuid;
+  v_token   activity.email_tokens%ROWTYPE;
+  v_user    activity.users%ROWTYPE;
+  v_ended   integer;
+BEGIN
+  PERFORM activity.fn_require_email_token_purpose(p_purpose);
+  IF p_purpose = 'reset_password' AND (p_new_hashed_password IS NULL OR p_new_hashed_password NOT LIKE '$argon2%'
+                                       OR length(p_new_hashed_password) > 255) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'reset_password needs a new argon2 password hash';
+  END IF;
+
+  SELECT e.user_id INTO v_user_id FROM activity.email_tokens e
+   WHERE e.token_hash = p_token_hash::bpchar AND e.purpose = p_purpose::activity.email_token_purpose;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU004', MESSAGE = 'unknown token';
+  END IF;
+  -- Lock order: users row (FOR UPDATE: a reset revokes all sessions), then the token row.
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = v_user_id FOR UPDATE;
+  SELECT * INTO v_token FROM activity.email_tokens e WHERE e.token_hash = p_token_hash::bpchar FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU004', MESSAGE = 'unknown token';
+  ELSIF v_token.used_at IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU006', MESSAGE = 'token already used';
+  ELSIF v_token.expires_at <= now() THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU005', MESSAGE = 'token expired';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+
+  UPDATE activity.email_tokens e SET used_at = now() WHERE e.id = v_token.id;
+
+  IF p_purpose = 'verify_email' THEN
+    UPDATE activity.users u SET is_verified = true, verified_at = now(), updated_at = now()
+     WHERE u.id = v_user.id AND NOT u.is_verified;
+    PERFORM activity.fn_audit('email_verified', v_user.id, p_ctx,
+      jsonb_build_object('email', v_user.email, 'already_verified', v_user.is_verified));
+  ELSE
+    -- Following the link proves control of the mailbox: the address counts as
+    -- verified and the account's failed-login lock is lifted.
+    UPDATE activity.users u
+       SET hashed_password = p_new_hashed_password, password_changed_at = now(), updated_at = now(),
+           is_verified = true, verified_at = COALESCE(u.verified_at, now()),
+           failed_login_attempts = 0, locked_until = NULL
+     WHERE u.id = v_user.id;
+    DELETE FROM activity.login_attempts a WHERE a.scope = 'email' AND a.key = v_user.email;
+    v_ended := activity.fn_revoke_user_families(v_user.id, NULL, 'password_reset');
+    -- Every other outstanding link (of either purpose) dies with the old password.
+    UPDATE activity.email_tokens e SET used_at = now()
+     WHERE e.user_id = v_user.id AND e.used_at IS NULL;
+    PERFORM activity.fn_audit('password_reset', v_user.id, p_ctx, jsonb_build_object('sessions_ended', v_ended));
+  END IF;
+  RETURN QUERY SELECT v_user.id, v_user.email::text;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) IS 'Uses a one-time email token: verify_email marks the address verified; reset_password sets the new hash, lifts the account lock, ends all sessions (password_reset) and burns every other unused email token. AU004 unknown/other purpose, AU006 used, AU005 expired, AU003 inactive, AU007 bad purpose or missing hash. Audit email_verified / password_reset.';
+
+--
+-- Name: sp_create_email_token(uuid, text, text, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id bigint, email text, expires_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_user  activity.users%ROWTYPE;
+  v_token activity.email_tokens%ROWTYPE;
+BEGIN
+  PERFORM activity.fn_check_email_token_args(p_purpose, p_token_hash, p_ttl_seconds);
+  -- The user row lock serialises concurrent requests: only the newest link works.
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  ELSIF p_purpose = 'verify_email' AND v_user.is_verified THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU009', MESSAGE = 'email already verified';
+  END IF;
+  UPDATE activity.email_tokens e SET used_at = now()
+   WHERE e.user_id = p_user_id AND e.purpose = p_purpose::activity.email_token_purpose AND e.used_at IS NULL;
+  BEGIN
+    INSERT INTO activity.email_tokens (user_id, purpose, token_hash, email, expires_at)
+    VALUES (p_user_id, p_purpose::activity.email_token_purpose, p_token_hash, v_user.email, now() + make_interval(secs => p_ttl_seconds))
+    RETURNING * INTO v_token;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash already used';
+  END;
+  PERFORM activity.fn_audit('email_token_created', p_user_id, p_ctx,
+    jsonb_build_object('purpose', p_purpose, 'token_id', v_token.id));
+  RETURN QUERY SELECT v_token.id, v_token.email::text, v_token.expires_at;
+END
+$$;
+
+ALTER FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Issues a one-time email token (earlier unused ones of the same purpose are burnt). AU002/AU003/AU007; AU009 for verify_email on a verified user. Audit email_token_created.';
+
+--
+-- Name: sp_create_user(text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id uuid, email text, is_verified boolean, is_active boolean, created_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_email text := lower(btrim(p_email));
+  v_user  activity.users%ROWTYPE;
+BEGIN
+  IF v_email IS NULL OR length(v_email) > 255 OR v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU008', MESSAGE = 'invalid email address';
+  END IF;
+  IF p_hashed_password IS NULL OR p_hashed_password NOT LIKE '$argon2%' OR length(p_hashed_password) > 255 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'hashed_password must be an argon2 PHC string';
+  END IF;
+  BEGIN
+    INSERT INTO activity.users (email, hashed_password)
+    VALUES (v_email, p_hashed_password)
+    RETURNING * INTO v_user;
+  EXCEPTION WHEN unique_violation THEN
+    -- Also settles two concurrent signups for the same address.
+    RAISE EXCEPTION USING ERRCODE = 'AU001', MESSAGE = 'email already registered';
+  END;
+  PERFORM activity.fn_audit('user_created', v_user.id, p_ctx, jsonb_build_object('email', v_user.email));
+  RETURN QUERY SELECT v_user.id, v_user.email::text, v_user.is_verified, v_user.is_active, v_user.created_at;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb) IS 'Creates an unverified user. AU008 bad email, AU001 taken (any letter case, also under a race), AU007 bad hash. Audit user_created.';
+
+--
+-- Name: sp_deactivate_user(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_active boolean;
+  v_ended  integer;
+BEGIN
+  SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is already inactive';
+  END IF;
+  UPDATE activity.users u SET is_active = false, updated_at = now() WHERE u.id = p_user_id;
+  v_ended := activity.fn_revoke_user_families(p_user_id, NULL, 'user_deactivated');
+  UPDATE activity.email_tokens e SET used_at = now() WHERE e.user_id = p_user_id AND e.used_at IS NULL;
+  PERFORM activity.fn_audit('user_deactivated', p_user_id, p_ctx, jsonb_build_object('sessions_ended', v_ended));
+END
+$$;
+
+ALTER FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_deactivate_user(p_user_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) IS 'Deactivates the user, ends all sessions (user_deactivated), burns unused email tokens. AU002 unknown, AU003 already inactive. Audit user_deactivated.';
+
+--
+-- Name: sp_end_login_attempt(text, text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(failed_count integer, locked_until timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_email    text := left(lower(btrim(p_email)), 255);
+  v_ip       text := left(NULLIF(btrim(p_ip), ''), 255);
+  v_user_id  uuid;
+  v_count    integer;
+  v_lock     timestamptz;
+  v_ip_count integer;
+  v_ip_lock  timestamptz;
+BEGIN
+  IF p_outcome IS NULL OR p_outcome NOT IN ('password_ok', 'login_failed', 'reauth_failed') THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown login outcome';
+  END IF;
+  IF v_email IS NULL OR v_email = '' OR p_threshold IS NULL OR p_threshold < 1 OR p_ip_threshold IS NULL OR p_ip_threshold < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'email and thresholds are required';
+  END IF;
+  -- Users row first (lock order), so this cannot deadlock with a successful login.
+  SELECT u.id INTO v_user_id FROM activity.users u WHERE u.email = v_email FOR NO KEY UPDATE;
+
+  IF p_outcome = 'password_ok' THEN
+    -- The password was right: the reservation was no failure.
+    IF p_device_hash IS NOT NULL THEN
+      PERFORM activity.fn_release_attempt('device', p_device_hash, p_threshold);
+    ELSE
+      PERFORM activity.fn_release_attempt('email', v_email, p_threshold);
+      IF v_ip IS NOT NULL THEN
+        PERFORM activity.fn_release_attempt('ip', v_ip, p_ip_threshold);
+      END IF;
+    END IF;
+    RETURN QUERY SELECT 0, NULL::timestamptz;
+    RETURN;
+  END IF;
+
+  -- A failure: the attempt was counted when it was reserved; report and mirror it.
+  IF p_device_hash IS NOT NULL THEN
+    SELECT a.failed_count, a.locked_until INTO v_count, v_lock
+      FROM activity.login_attempts a WHERE a.scope = 'device' AND a.key = p_device_hash;
+  ELSE
+    SELECT a.failed_count, a.locked_until INTO v_count, v_lock
+      FROM activity.login_attempts a WHERE a.scope = 'email' AND a.key = v_email;
+    IF v_ip IS NOT NULL THEN
+      SELECT a.failed_count, a.locked_until INTO v_ip_count, v_ip_lock
+        FROM activity.login_attempts a WHERE a.scope = 'ip' AND a.key = v_ip;
+    END IF;
+    -- Mirror onto the account; runs (matching no row) when there is none: same work.
+    UPDATE activity.users u
+       SET failed_login_attempts = COALESCE(v_count, 0), locked_until = v_lock
+     WHERE u.email = v_email;
+  END IF;
+  v_lock := CASE WHEN v_lock > now() THEN v_lock END;
+  v_ip_lock := CASE WHEN v_ip_lock > now() THEN v_ip_lock END;
+
+  PERFORM activity.fn_audit(p_outcome, v_user_id, p_ctx,
+    jsonb_build_object('email', v_email, 'count', v_count, 'ip_count', v_ip_count, 'trusted_device', p_device_hash IS NOT NULL));
+  IF v_count >= p_threshold AND v_lock IS NOT NULL THEN
+    PERFORM activity.fn_audit(CASE WHEN p_device_hash IS NULL THEN 'account_locked' ELSE 'device_locked' END, v_user_id, p_ctx,
+      jsonb_build_object('email', v_email, 'count', v_count, 'locked_until', v_lock));
+  END IF;
+  IF v_ip_count >= p_ip_threshold AND v_ip_lock IS NOT NULL THEN
+    PERFORM activity.fn_audit('ip_locked', v_user_id, p_ctx,
+      jsonb_build_object('ip', v_ip, 'count', v_ip_count, 'locked_until', v_ip_lock));
+  END IF;
+  RETURN QUERY SELECT COALESCE(v_count, 0), greatest(v_lock, v_ip_lock);
+END
+$$;
+
+ALTER FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) IS 'Ends a password check begun by sp_begin_login that did not start a session. password_ok (a right password that starts no session: a re-authentication, an unverified login) gives the reservation back; login_failed / reauth_failed keep it counted, mirror it onto the account and audit it (+ account_locked, device_locked, ip_locked at the thresholds). p_device_hash only when the attempt came from a trusted device. Returns the count and the running lock. AU007 bad outcome or arguments.';
+
+--
+-- Name: sp_get_used_email_token(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer) RETURNS TABLE(is_verified boolean, hashed_password text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+BEGIN
+  PERFORM activity.fn_require_email_token_purpose(p_purpose);
+  IF p_window_seconds IS NULL OR p_window_seconds < 1 OR p_window_seconds > 3600 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'window must be 1..3600 seconds';
+  END IF;
+  IF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash must be 64 lowercase hex characters';
+  END IF;
+
+  RETURN QUERY
+  SELECT u.is_verified,
+         CASE
+           WHEN e.purpose = 'reset_password'
+            AND e.used_at > now() - make_interval(secs => p_window_seconds)
+            AND u.password_changed_at = e.used_at
+            AND EXISTS (SELECT 1 FROM activity.audit_logs l
+                         WHERE l.user_id = u.id AND l.action = 'password_reset' AND l.created_at = e.used_at)
+           THEN u.hashed_password::text
+         END
+    FROM activity.email_tokens e
+    JOIN activity.users u ON u.id = e.user_id
+   WHERE e.token_hash = p_token_hash::bpchar
+     AND e.purpose = p_purpose::activity.email_token_purpose
+     AND e.used_at IS NOT NULL
+     AND u.is_active;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer) IS 'What a used email token of the purpose achieved: its owner''s is_verified, and for a reset_password token used in the last p_window_seconds whose reset set the current password, the owner''s current hash (else NULL). No row when the token is unknown, unused, of another purpose or its owner inactive. AU007 bad purpose, window (1..3600) or hash format. Writes nothing.';
+
+--
+-- Name: sp_get_user_by_email(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_user_by_email(p_email text) RETURNS TABLE(id uuid, email text, hashed_password text, is_verified boolean, is_active boolean, created_at timestamp with time zone, verified_at timestamp with time zone, last_login_at timestamp with time zone, password_changed_at timestamp with time zone, locked_until timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT u.id, u.email::text, u.hashed_password::text, u.is_verified, u.is_active, u.created_at,
+         u.verified_at, u.last_login_at, u.password_changed_at, u.locked_until
+    FROM activity.users u
+   WHERE u.email = lower(btrim(p_email))
+$$;
+
+ALTER FUNCTION activity.sp_get_user_by_email(p_email text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_user_by_email(p_email text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_user_by_email(p_email text) IS 'The user with this (normalised) email, active or not; no row when unknown.';
+
+--
+-- Name: sp_get_user_by_id(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_user_by_id(p_user_id uuid) RETURNS TABLE(id uuid, email text, hashed_password text, is_verified boolean, is_active boolean, created_at timestamp with time zone, verified_at timestamp with time zone, last_login_at timestamp with time zone, password_changed_at timestamp with time zone, locked_until timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT u.id, u.email::text, u.hashed_password::text, u.is_verified, u.is_active, u.created_at,
+         u.verified_at, u.last_login_at, u.password_changed_at, u.locked_until
+    FROM activity.users u
+   WHERE u.id = p_user_id
+$$;
+
+ALTER FUNCTION activity.sp_get_user_by_id(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_user_by_id(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_user_by_id(p_user_id uuid) IS 'The user with this id, active or not; no row when unknown.';
+
+--
+-- Name: sp_get_valid_refresh_token(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) RETURNS TABLE(id integer, user_id uuid, family_id uuid, jti text, expires_at timestamp with time zone, family_expires_at timestamp with time zone, created_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT t.id, t.user_id, t.family_id, t.jti::text, t.expires_at, t.family_expires_at, t.created_at
+    FROM activity.refresh_tokens t
+    JOIN activity.users u ON u.id = t.user_id
+   WHERE t.token = p_token_hash
+     AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+     AND u.is_active
+$$;
+
+ALTER FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_valid_refresh_token(p_token_hash text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) IS 'The token when not revoked, not expired (idle and family) and its user active; else no row.';
+
+--
+-- Name: sp_list_user_sessions(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_list_user_sessions(p_user_id uuid) RETURNS TABLE(family_id uuid, created_at timestamp with time zone, last_used_at timestamp with time zone, expires_at timestamp with time zone, ip text, user_agent text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT l.family_id, f.created_at, f.last_used_at, l.expires_at, host(l.ip), l.user_agent::text
+    FROM (SELECT DISTINCT ON (t.family_id) t.family_id, t.expires_at, t.ip, t.user_agent
+            FROM activity.refresh_tokens t
+            JOIN activity.users u ON u.id = t.user_id AND u.is_active
+           WHERE t.user_id = p_user_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+           ORDER BY t.family_id, t.id DESC) l
+   CROSS JOIN LATERAL (
+         SELECT min(a.created_at) AS created_at, max(COALESCE(a.last_used_at, a.created_at)) AS last_used_at
+           FROM activity.refresh_tokens a
+          WHERE a.family_id = l.family_id) f
+   ORDER BY f.created_at DESC, l.family_id
+$$;
+
+ALTER FUNCTION activity.sp_list_user_sessions(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_list_user_sessions(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) IS 'Live sessions of the user, one row per family, newest first: started, last used, current token expiry, ip and user agent of its latest token.';
+
+--
+-- Name: sp_record_failed_login(text, text, integer, integer, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(failed_count integer, locked_until timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_email      text := left(lower(btrim(p_email)), 255);
+  v_ip         text := left(NULLIF(btrim(p_ip), ''), 255);
+  v_user_id    uuid;
+  v_count      integer;
+  v_lock       timestamptz;
+  v_ip_count   integer;
+  v_ip_lock    timestamptz;
+BEGIN
+  IF v_email IS NULL OR v_email = '' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'email is required';
+  END IF;
+  IF p_threshold IS NULL OR p_threshold < 1 OR p_ip_threshold IS NULL OR p_ip_threshold < 1
+     OR p_base_seconds IS NULL OR p_base_seconds < 1 OR p_max_seconds IS NULL OR p_max_seconds < p_base_seconds
+     OR p_window_seconds IS NULL OR p_window_seconds < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'invalid lockout policy';
+  END IF;
+
+  -- Users row first (lock order), so this cannot deadlock with a successful login.
+  SELECT u.id INTO v_user_id FROM activity.users u WHERE u.email = v_email FOR NO KEY UPDATE;
+
+  SELECT f.failed_count, f.locked_until INTO v_count, v_lock
+    FROM activity.fn_count_failure('email', v_email, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds) f;
+
+  IF v_ip IS NOT NULL THEN
+    SELECT f.failed_count, f.locked_until INTO v_ip_count, v_ip_lock
+      FROM activity.fn_count_failure('ip', v_ip, p_ip_threshold, p_base_seconds, p_max_seconds, p_window_seconds) f;
+  END IF;
+
+  -- Mirror onto the account; runs (matching no row) when there is none: same work.
+  UPDATE activity.users u
+     SET failed_login_attempts = v_count, locked_until = v_lock
+   WHERE u.email = v_email;
+
+  PERFORM activity.fn_audit('login_failed', v_user_id, p_ctx,
+    jsonb_build_object('email', v_email, 'count', v_count, 'ip_count', v_ip_count));
+  -- Logins are refused while locked, so a failure at or past the threshold starts a lock.
+  IF v_count >= p_threshold THEN
+    PERFORM activity.fn_audit('account_locked', v_user_id, p_ctx,
+      jsonb_build_object('email', v_email, 'count', v_count, 'locked_until', v_lock));
+  END IF;
+  IF v_ip_count >= p_ip_threshold THEN
+    PERFORM activity.fn_audit('ip_locked', v_user_id, p_ctx,
+      jsonb_build_object('ip', v_ip, 'count', v_ip_count, 'locked_until', v_ip_lock));
+  END IF;
+
+  RETURN QUERY SELECT v_count, greatest(v_lock, v_ip_lock);
+END
+$$;
+
+ALTER FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) IS 'Counts a failed login per email and per ip (exact under concurrency), locks with capped exponential backoff at the thresholds, mirrors onto the account. Returns the email count and the later lock. Audit login_failed, account_locked, ip_locked.';
+
+--
+-- Name: sp_record_successful_login(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_email  text;
+  v_active boolean;
+BEGIN
+  SELECT u.email, u.is_active INTO v_email, v_active FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  UPDATE activity.users u
+     SET last_login_at = now(), last_login_ip = activity.fn_inet(p_ctx->>'ip'),
+         failed_login_attempts = 0, locked_until = NULL
+   WHERE u.id = p_user_id;
+  DELETE FROM activity.login_attempts a WHERE a.scope = 'email' AND a.key = v_email;
+  PERFORM activity.fn_audit('login_success', p_user_id, p_ctx, '{}');
+END
+$$;
+
+ALTER FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_record_successful_login(p_user_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) IS 'Records a successful login: last_login_at/ip, clears the failure counter and the email lock. AU002/AU003. Audit login_success.';
+
+--
+-- Name: sp_request_email_link(text, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(send boolean, email text, suppressed boolean)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_email    text := left(lower(btrim(p_email)), 255);
+  v_user     activity.users%ROWTYPE;
+  v_budget   boolean;
+  v_eligible boolean;
+BEGIN
+  PERFORM activity.fn_check_email_token_args(p_purpose, p_token_hash, p_ttl_seconds);
+  PERFORM activity.fn_check_mail_policy(p_mail_max, p_mail_window_seconds);
+  IF v_email IS NULL OR v_email = '' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'email is required';
+  END IF;
+  -- Counted for every address, account or not: the same write on both paths.
+  v_budget := activity.fn_take_mail_budget(v_email, p_purpose, p_mail_max, p_mail_window_seconds);
+  -- The users row lock serialises concurrent requests: only the newest link works.
+  SELECT * INTO v_user FROM activity.users u WHERE u.email = v_email FOR NO KEY UPDATE;
+  v_eligible := FOUND AND v_user.is_active AND (p_purpose = 'reset_password' OR NOT v_user.is_verified);
+  IF v_eligible AND v_budget THEN
+    PERFORM activity.fn_issue_email_token(v_user.id, v_user.email, p_purpose, p_token_hash, p_ttl_seconds, p_ctx);
+    RETURN QUERY SELECT true, v_user.email::text, false;
+    RETURN;
+  END IF;
+  IF v_eligible THEN
+    PERFORM activity.fn_audit('mail_suppressed', v_user.id, p_ctx, jsonb_build_object('purpose', p_purpose));
+  END IF;
+  RETURN QUERY SELECT false, NULL::text, v_eligible;
+END
+$$;
+
+ALTER FUNCTION activity.sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) IS 'Forgot-password / resend-verification in one call, the same path for every address: counts the mail budget, and when an active user may get the link (reset: any; verify: unverified) and the budget allows, stores the token (send, email). suppressed = a link was due but over budget (audit mail_suppressed). AU007 bad purpose, ttl, hash, policy or empty email. Audit email_token_created.';
+
+--
+-- Name: sp_revoke_refresh_token(text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_revoke_refresh_token(p_token_hash text, p_reason text DEFAULT 'logout'::text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user_id   uuid;
+  v_family_id uuid;
+  v_live      integer;
+  v_reason    activity.revoke_reason := activity.fn_require_revoke_reason(p_reason);
+BEGIN
+  SELECT t.user_id, t.family_id INTO v_user_id, v_family_id FROM activity.refresh_tokens t WHERE t.token = p_token_hash;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  -- Lock order users -> family -> token rows (the audit row's foreign key needs the
+  -- users row too: taking it last could deadlock with a revoke-all).
+  PERFORM FROM activity.users u WHERE u.id = v_user_id FOR KEY SHARE;
+  PERFORM pg_advisory_xact_lock(8151, hashtext(v_family_id::text));
+  WITH ended AS (
+    UPDATE activity.refresh_tokens t
+       SET revoked = true, revoked_at = now(), revoked_reason = v_reason
+     WHERE t.family_id = v_family_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+    RETURNING t.id
+  )
+  SELECT count(*) INTO v_live FROM ended e;
+  IF v_live = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM activity.fn_audit('logout', v_user_id, p_ctx, jsonb_build_object('family_id', v_family_id, 'reason', p_reason));
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb) IS 'Ends the session (whole family) the token belongs to; false when the token is unknown or its session already ended. AU007 bad reason. Audit logout.';
+
+--
+-- Name: sp_revoke_user_session(uuid, uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_live integer;
+BEGIN
+  -- Lock order users -> family -> token rows.
+  PERFORM FROM activity.users u WHERE u.id = p_user_id FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM pg_advisory_xact_lock(8151, hashtext(p_family_id::text));
+  WITH ended AS (
+    UPDATE activity.refresh_tokens t
+       SET revoked = true, revoked_at = now(), revoked_reason = 'session_ended'
+     WHERE t.family_id = p_family_id AND t.user_id = p_user_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+    RETURNING t.id
+  )
+  SELECT count(*) INTO v_live FROM ended e;
+  IF v_live = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM activity.fn_audit('session_ended', p_user_id, p_ctx, jsonb_build_object('family_id', p_family_id));
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb) IS 'Ends one session (family) of the user; false when it is not theirs or already ended. Audit session_ended.';
+
+--
+-- Name: sp_revoke_user_sessions(uuid, uuid, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid DEFAULT NULL::uuid, p_reason text DEFAULT 'logout_all'::text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_ended integer;
+BEGIN
+  -- 'rotated' is the rotation's own mark: a revoke-all must not pass for one.
+  IF activity.fn_require_revoke_reason(p_reason) = 'rotated' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown revocation reason';
+  END IF;
+  PERFORM FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  END IF;
+  v_ended := activity.fn_revoke_user_families(p_user_id, p_except_family_id, p_reason);
+  PERFORM activity.fn_audit('sessions_revoked', p_user_id, p_ctx,
+    jsonb_build_object('reason', p_reason, 'sessions_ended', v_ended, 'kept_family_id', p_except_family_id));
+  RETURN v_ended;
+END
+$$;
+
+ALTER FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) IS 'Ends every live session of the user except p_except_family_id; returns how many ended. AU002 unknown, AU007 bad reason. Audit sessions_revoked.';
+
+--
+-- Name: sp_rotate_refresh_token(text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, family_id uuid, token_id integer, expires_at timestamp with time zone, family_expires_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_user_id   uuid;
+  v_family_id uuid;
+  v_active    boolean;
+  v_old       activity.refresh_tokens%ROWTYPE;
+  v_next      activity.refresh_tokens%ROWTYPE;
+  v_new       activity.refresh_tokens%ROWTYPE;
+  v_ended     integer;
+BEGIN
+  IF p_idle_ttl_seconds IS NULL OR p_idle_ttl_seconds <= 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be > 0';
+  END IF;
+  IF p_grace_seconds IS NULL OR p_grace_seconds < 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'grace must be >= 0';
+  END IF;
+  IF p_new_token_hash IS NULL OR p_new_token_hash !~ '^[0-9a-f]{64}$' OR p_new_jti IS NULL OR length(p_new_jti) NOT BETWEEN 1 AND 50 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash must be lowercase hex SHA-256 and jti 1-50 characters';
+  END IF;
+
+  SELECT t.user_id, t.family_id INTO v_user_id, v_family_id FROM activity.refresh_tokens t WHERE t.token = p_token_hash;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN;
+  END IF;
+
+  -- Lock order: users row (KEY SHARE: we may insert) -> family -> token row.
+  SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = v_user_id FOR KEY SHARE;
+  IF NOT FOUND OR NOT v_active THEN
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN;
+  END IF;
+  -- Every presentation of a token of this family waits here for the one before it,
+  -- so the reads below see its outcome (READ COMMITTED: each statement a fresh snapshot).
+  PERFORM pg_advisory_xact_lock(8151, hashtext(v_family_id::text));
+  SELECT * INTO v_old FROM activity.refresh_tokens t WHERE t.token = p_token_hash FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN;
+  END IF;
+
+  IF NOT v_old.revoked THEN
+    IF NOT activity.fn_refresh_token_is_live(v_old.revoked, v_old.expires_at, v_old.family_expires_at) THEN
+      RETURN QUERY SELECT 'expired'::text, v_old.user_id, v_old.family_id, NULL::integer, v_old.expires_at, v_old.family_expires_at;
+      RETURN;
+    END IF;
+    BEGIN
+      INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip)
+      VALUES (v_old.user_id, p_new_token_hash, p_new_jti,
+              least(now() + make_interval(secs => p_idle_ttl_seconds), v_old.family_expires_at),
+              v_old.family_id, v_old.family_expires_at,
+              left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
+      RETURNING * INTO v_new;
+    EXCEPTION WHEN unique_violation THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
+    END;
+    UPDATE activity.refresh_tokens t
+       SET revoked = true, revoked_at = now(), revoked_reason = 'rotated', replaced_by = v_new.id, last_used_at = now()
+     WHERE t.id = v_old.id;
+    PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
+      jsonb_build_object('family_id', v_old.family_id, 'token_id', v_new.id, 'status', 'rotated'));
+    RETURN QUERY SELECT 'rotated'::text, v_new.user_id, v_new.family_id, v_new.id, v_new.expires_at, v_new.family_expires_at;
+    RETURN;
+  END IF;
+
+  -- Revoked by anything but a rotation: its session was ended on purpose (or by an
+  -- earlier reuse detection). Refused, but not a new reuse.
+  IF v_old.revoked_reason IS DISTINCT FROM 'rotated' THEN
+    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+    RETURN;
+  END IF;
+
+  -- Grace: a rotated token presented again within seconds (a client retry after a
+  -- lost answer, two tabs racing) while its successor is unused gets that same
+  -- successor back. Nothing is inserted: the session keeps one live token.
+  IF p_grace_seconds > 0 AND v_old.revoked_at > now() - make_interval(secs => p_grace_seconds)
+     AND v_old.family_expires_at > now() THEN
+    SELECT * INTO v_next FROM activity.refresh_tokens t WHERE t.id = v_old.replaced_by;
+    IF FOUND AND activity.fn_refresh_token_is_live(v_next.revoked, v_next.expires_at, v_next.family_expires_at) THEN
+      IF v_next.token <> p_new_token_hash THEN
+        -- The successor was not derived from this token the way the caller derives it
+        -- (rotated by an older release, or under another pepper): the caller cannot hand
+        -- it out. Refused, and nothing changes: not a reuse, the session stays as it is.
+        RETURN QUERY SELECT 'invalid'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+        RETURN;
+      END IF;
+      UPDATE activity.refresh_tokens t SET last_used_at = now() WHERE t.id = v_old.id;
+      PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
+        jsonb_build_object('family_id', v_old.family_id, 'token_id', v_next.id, 'status', 'grace'));
+      RETURN QUERY SELECT 'grace'::text, v_next.user_id, v_next.family_id, v_next.id, v_next.expires_at, v_next.family_expires_at;
+      RETURN;
+    END IF;
+  END IF;
+
+  -- Reuse: a rotated token outside the grace window, or whose successor was used.
+  -- The whole family is revoked. Nothing live to revoke: the session had already
+  -- ended (logout, an earlier reuse, expiry), so this is no new reuse either.
+  WITH ended AS (
+    UPDATE activity.refresh_tokens t
+       SET revoked = true, revoked_at = now(), revoked_reason = 'reuse_detected'
+     WHERE t.family_id = v_old.family_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+    RETURNING t.id
+  )
+  SELECT count(*) INTO v_ended FROM ended;
+  IF v_ended = 0 THEN
+    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+    RETURN;
+  END IF;
+  PERFORM activity.fn_audit('refresh_token_reuse', v_old.user_id, p_ctx,
+    jsonb_build_object('family_id', v_old.family_id, 'token_id', v_old.id,
+                       'revoked_reason', v_old.revoked_reason, 'tokens_revoked', v_ended));
+  RETURN QUERY SELECT 'reuse_detected'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) IS 'Rotates a refresh token in one transaction; p_new_token_hash is the successor''s hash, derived by the caller from the presented token (a retry passes the same). status: rotated (successor inserted) | grace (rotated less than p_grace_seconds ago and its successor, whose hash equals p_new_token_hash, is unused: that successor is returned, nothing inserted) | reuse_detected (a rotated token outside grace or with a used successor: family revoked, audit refresh_token_reuse) | revoked (revoked by logout, session end, password change, reuse detection ..., or its session already ended: nothing changes, no audit) | expired | invalid (unknown token or inactive user; with user_id set: a grace successor with another hash, nothing changes). Never raises for these so a revocation commits. AU007 for bad ttl, grace or new hash/jti.';
+
+--
+-- Name: sp_run_cleanup(integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer DEFAULT 24) RETURNS TABLE(item text, deleted bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  -- Class 8152 is this job's alone (8151 keys refresh-token families).
+  IF NOT pg_try_advisory_xact_lock(8152, 0) THEN
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT c.item, c.deleted
+                 FROM activity.sp_cleanup_expired(p_audit_retention_days, p_attempt_retention_hours) c;
+  RETURN QUERY SELECT 'unverified_users'::text, activity.sp_cleanup_unverified_users(p_unverified_hours)::bigint;
+END
+$$;
+
+ALTER FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) IS 'Periodic cleanup under an advisory lock: sp_cleanup_expired, then sp_cleanup_unverified_users; one row per item. No row at all when another caller holds the lock. AU007 on retention < 1. Audit cleanup (by the procedures it calls).';
+
+--
+-- Name: sp_save_refresh_token(uuid, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id integer, family_id uuid, expires_at timestamp with time zone, family_expires_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_active boolean;
+  v_token  activity.refresh_tokens%ROWTYPE;
+  v_family_expires timestamptz;
+BEGIN
+  IF p_idle_ttl_seconds IS NULL OR p_idle_ttl_seconds <= 0 OR p_family_ttl_seconds IS NULL OR p_family_ttl_seconds <= 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be > 0';
+  END IF;
+  IF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' OR p_jti IS NULL OR length(p_jti) NOT BETWEEN 1 AND 50 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash must be lowercase hex SHA-256 and jti 1-50 characters';
+  END IF;
+  -- FOR KEY SHARE: a concurrent revoke-all (FOR UPDATE) either sees this session or runs first.
+  SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  v_family_expires := now() + make_interval(secs => p_family_ttl_seconds);
+  BEGIN
+    INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip)
+    VALUES (p_user_id, p_token_hash, p_jti,
+            least(now() + make_interval(secs => p_idle_ttl_seconds), v_family_expires),
+            gen_random_uuid(), v_family_expires,
+            left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
+    RETURNING * INTO v_token;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
+  END;
+  PERFORM activity.fn_audit('session_started', p_user_id, p_ctx, jsonb_build_object('family_id', v_token.family_id));
+  RETURN QUERY SELECT v_token.id, v_token.family_id, v_token.expires_at, v_token.family_expires_at;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) IS 'Starts a session: a new refresh token family. AU002/AU003; AU007 for ttl <= 0, a malformed hash or a hash/jti already used. Audit session_started.';
+
+--
+-- Name: sp_schema_migrations(); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_schema_migrations() RETURNS TABLE(name text, run_on timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT m.name::text, m.run_on::timestamptz FROM activity.pgmigrations m ORDER BY m.run_on, m.id
+$$;
+
+ALTER FUNCTION activity.sp_schema_migrations() OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_schema_migrations(); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_schema_migrations() IS 'Applied migrations (node-pg-migrate bookkeeping), for readiness checks without table privileges.';
+
+--
+-- Name: sp_signup(text, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, email text, send boolean)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_email  text := lower(btrim(p_email));
+  v_id     uuid;
+  v_budget boolean;
+BEGIN
+  IF v_email IS NULL OR length(v_email) > 255 OR v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU008', MESSAGE = 'invalid email address';
+  END IF;
+  IF p_hashed_password IS NULL OR p_hashed_password NOT LIKE '$argon2%' OR length(p_hashed_password) > 255 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'hashed_password must be an argon2 PHC string';
+  END IF;
+  PERFORM activity.fn_check_email_token_args('verify_email', p_token_hash, p_ttl_seconds);
+  PERFORM activity.fn_check_mail_policy(p_mail_max, p_mail_window_seconds);
+
+  -- ON CONFLICT instead of catching unique_violation: a taken address costs no
+  -- subtransaction and no error, the same work as a new one.
+  INSERT INTO activity.users AS u (email, hashed_password) VALUES (v_email, p_hashed_password)
+  ON CONFLICT (email) DO NOTHING
+  RETURNING u.id INTO v_id;
+  IF v_id IS NOT NULL THEN
+    PERFORM activity.fn_audit('user_created', v_id, p_ctx, jsonb_build_object('email', v_email));
+    v_budget := activity.fn_take_mail_budget(v_email, 'verify_email', p_mail_max, p_mail_window_seconds);
+    IF v_budget THEN
+      PERFORM activity.fn_issue_email_token(v_id, v_email, 'verify_email', p_token_hash, p_ttl_seconds, p_ctx);
+    END IF;
+    RETURN QUERY SELECT 'created'::text, v_id, v_email, v_budget;
+    RETURN;
+  END IF;
+  -- Taken (also when a concurrent signup won the race): the owner gets a notice.
+  SELECT u.id INTO v_id FROM activity.users u WHERE u.email = v_email;
+  v_budget := activity.fn_take_mail_budget(v_email, 'account_exists', p_mail_max, p_mail_window_seconds);
+  PERFORM activity.fn_audit('signup_existing', v_id, p_ctx, jsonb_build_object('email', v_email, 'notice', v_budget));
+  RETURN QUERY SELECT 'taken'::text, v_id, v_email, v_budget;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) IS 'Signup in one call: a new address gets an unverified user and a verify_email token (status created); a taken one nothing but a notice (status taken). send = within the mail budget of that address and kind. AU008 bad email, AU007 bad hash, token or policy. Audit user_created + email_token_created / signup_existing.';
+
+--
+-- Name: sp_update_last_login(uuid, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  UPDATE activity.users u
+     SET last_login_at = now(), last_login_ip = activity.fn_inet(p_ip)
+   WHERE u.id = p_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_update_last_login(p_user_id uuid, p_ip text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text) IS 'Seed compatibility: sets last_login_at/last_login_ip. AU002 unknown. The service uses sp_record_successful_login (which also audits).';
+
+--
+-- Name: sp_update_password(uuid, text, boolean, uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean DEFAULT true, p_keep_family_id uuid DEFAULT NULL::uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+DECLARE
+  v_active boolean;
+  v_ended  integer := 0;
+  v_burnt  integer;
+BEGIN
+  IF p_hashed_password IS NULL OR p_hashed_password NOT LIKE '$argon2%' OR length(p_hashed_password) > 255 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'hashed_password must be an argon2 PHC string';
+  END IF;
+  IF COALESCE(p_end_sessions, true) THEN
+    -- FOR UPDATE: blocks new sessions (they take FOR KEY SHARE) until we commit.
+    SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
+  ELSE
+    SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+
+  IF COALESCE(p_end_sessions, true) THEN
+    UPDATE activity.users u
+       SET hashed_password = p_hashed_password, password_changed_at = now(), updated_at = now()
+     WHERE u.id = p_user_id;
+    v_ended := activity.fn_revoke_user_families(p_user_id, p_keep_family_id, 'password_changed');
+    -- A link mailed before the change (a reset asked for by whoever knew the old
+    -- password, or read the mailbox) must not outlive it.
+    UPDATE activity.email_tokens e SET used_at = now() WHERE e.user_id = p_user_id AND e.used_at IS NULL;
+    GET DIAGNOSTICS v_burnt = ROW_COUNT;
+    PERFORM activity.fn_audit('password_changed', p_user_id, p_ctx,
+      jsonb_build_object('sessions_ended', v_ended, 'kept_family_id', p_keep_family_id, 'email_tokens_burnt', v_burnt));
+  ELSE
+    -- A rehash with new parameters: same password, so password_changed_at stays.
+    UPDATE activity.users u
+       SET hashed_password = p_hashed_password, updated_at = now()
+     WHERE u.id = p_user_id;
+    PERFORM activity.fn_audit('password_rehashed', p_user_id, p_ctx, '{}');
+  END IF;
+  RETURN v_ended;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) IS 'Sets a new password hash. With p_end_sessions revokes every session but p_keep_family_id (password_changed), burns every unused email token, and returns how many sessions ended; without, a rehash. AU002/AU003/AU007.';
+
+--
+-- Name: sp_verify_user_email(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id uuid, email text, verified_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  ELSIF v_user.is_verified THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU009', MESSAGE = 'email already verified';
+  END IF;
+  UPDATE activity.users u
+     SET is_verified = true, verified_at = now(), updated_at = now()
+   WHERE u.id = p_user_id
+  RETURNING * INTO v_user;
+  PERFORM activity.fn_audit('email_verified', p_user_id, p_ctx, jsonb_build_object('email', v_user.email));
+  RETURN QUERY SELECT v_user.id, v_user.email::text, v_user.verified_at;
+END
+$$;
+
+ALTER FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_verify_user_email(p_user_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) IS 'Marks the user verified. AU002 unknown, AU003 inactive, AU009 already verified. Audit email_verified.';
+
+--
+-- Name: refresh_tokens; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.refresh_tokens (
+    id integer NOT NULL,
+    user_id uuid NOT NULL,
+    token character varying(500) NOT NULL,
+    jti character varying(50) NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked boolean DEFAULT false NOT NULL,
+    family_id uuid NOT NULL,
+    family_expires_at timestamp with time zone NOT NULL,
+    replaced_by integer,
+    revoked_at timestamp with time zone,
+    revoked_reason activity.revoke_reason,
+    last_used_at timestamp with time zone,
+    user_agent character varying(512),
+    ip inet,
+    CONSTRAINT refresh_tokens_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT refresh_tokens_family_expires_at_check CHECK ((family_expires_at > created_at)),
+    CONSTRAINT refresh_tokens_revoked_at_check CHECK ((revoked = (revoked_at IS NOT NULL))),
+    CONSTRAINT refresh_tokens_token_check CHECK (((token)::text ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.refresh_tokens OWNER TO activity_owner;
+
+--
+-- Name: TABLE refresh_tokens; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.refresh_tokens IS 'Refresh tokens, stored as the SHA-256 (lowercase hex) of the token, never the token. One family = one login session.';
+
+--
+-- Name: users; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.users (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email character varying(255) NOT NULL,
+    hashed_password character varying(255) NOT NULL,
+    is_verified boolean DEFAULT false NOT NULL,
+    is_active boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    verified_at timestamp with time zone,
+    last_login_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    password_changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_login_ip inet,
+    failed_login_attempts integer DEFAULT 0 NOT NULL,
+    locked_until timestamp with time zone,
+    CONSTRAINT users_email_format_check CHECK (((email)::text ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text)),
+    CONSTRAINT users_email_lowercase_check CHECK (((email)::text = lower((email)::text))),
+    CONSTRAINT users_failed_login_attempts_check CHECK ((failed_login_attempts >= 0)),
+    CONSTRAINT users_hashed_password_check CHECK (((hashed_password)::text ~~ '$argon2%'::text)),
+    CONSTRAINT users_verified_at_check CHECK ((is_verified = (verified_at IS NOT NULL)))
+);
+
+ALTER TABLE activity.users OWNER TO activity_owner;
+
+--
+-- Name: TABLE users; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string.';
+
+--
+-- Name: active_sessions; Type: VIEW; Schema: activity; Owner: activity_owner
+--
+
+CREATE VIEW activity.active_sessions AS
+ SELECT l.family_id,
+    l.user_id,
+    u.email,
+    f.created_at,
+    f.last_used_at,
+    l.expires_at,
+    l.ip,
+    l.user_agent
+   FROM ((( SELECT DISTINCT ON (t.family_id) t.family_id,
+            t.user_id,
+            t.expires_at,
+            t.ip,
+            t.user_agent
+           FROM activity.refresh_tokens t
+          WHERE ((NOT t.revoked) AND (t.expires_at > now()) AND (t.family_expires_at > now()))
+          ORDER BY t.family_id, t.id DESC) l
+     JOIN activity.users u ON (((u.id = l.user_id) AND u.is_active)))
+     CROSS JOIN LATERAL ( SELECT min(a.created_at) AS created_at,
+            max(COALESCE(a.last_used_at, a.created_at)) AS last_used_at
+           FROM activity.refresh_tokens a
+          WHERE (a.family_id = l.family_id)) f);
+
+ALTER TABLE activity.active_sessions OWNER TO activity_owner;
+
+--
+-- Name: VIEW active_sessions; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON VIEW activity.active_sessions IS 'Live sessions (refresh token families), one row each, without token hashes.';
+
+--
+-- Name: active_users; Type: VIEW; Schema: activity; Owner: activity_owner
+--
+
+CREATE VIEW activity.active_users AS
+ SELECT u.id,
+    u.email,
+    u.is_verified,
+    u.created_at,
+    u.verified_at,
+    u.last_login_at,
+    u.locked_until
+   FROM activity.users u
+  WHERE u.is_active;
+
+ALTER TABLE activity.active_users OWNER TO activity_owner;
+
+--
+-- Name: VIEW active_users; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes.';
+
+--
+-- Name: audit_logs; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.audit_logs (
+    id bigint NOT NULL,
+    action character varying(64) NOT NULL,
+    user_id uuid,
+    ip inet,
+    user_agent character varying(512),
+    request_id character varying(128),
+    details jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE activity.audit_logs OWNER TO activity_owner;
+
+--
+-- Name: TABLE audit_logs; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.audit_logs IS 'Security events, written by the procedures themselves. Never holds a password or token hash.';
+
+--
+-- Name: audit_logs_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+CREATE SEQUENCE activity.audit_logs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE activity.audit_logs_id_seq OWNER TO activity_owner;
+
+--
+-- Name: audit_logs_id_seq; Type: SEQUENCE OWNED BY; Schema: activity; Owner: activity_owner
+--
+
+ALTER SEQUENCE activity.audit_logs_id_seq OWNED BY activity.audit_logs.id;
+
+--
+-- Name: email_tokens; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.email_tokens (
+    id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    purpose activity.email_token_purpose NOT NULL,
+    token_hash character(64) NOT NULL,
+    email character varying(255) NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT email_tokens_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT email_tokens_token_hash_check CHECK ((token_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.email_tokens OWNER TO activity_owner;
+
+--
+-- Name: TABLE email_tokens; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.email_tokens IS 'One-time tokens mailed for email verification and password reset, stored as SHA-256 hex.';
+
+--
+-- Name: email_tokens_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+CREATE SEQUENCE activity.email_tokens_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE activity.email_tokens_id_seq OWNER TO activity_owner;
+
+--
+-- Name: email_tokens_id_seq; Type: SEQUENCE OWNED BY; Schema: activity; Owner: activity_owner
+--
+
+ALTER SEQUENCE activity.email_tokens_id_seq OWNED BY activity.email_tokens.id;
+
+--
+-- Name: login_attempts; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.login_attempts (
+    scope text NOT NULL,
+    key character varying(255) NOT NULL,
+    failed_count integer NOT NULL,
+    first_failed_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_failed_at timestamp with time zone DEFAULT now() NOT NULL,
+    locked_until timestamp with time zone,
+    CONSTRAINT login_attempts_failed_count_check CHECK ((failed_count >= 0)),
+    CONSTRAINT login_attempts_scope_check CHECK ((scope = ANY (ARRAY['email'::text, 'ip'::text, 'device'::text])))
+);
+
+ALTER TABLE activity.login_attempts OWNER TO activity_owner;
+
+--
+-- Name: TABLE login_attempts; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.login_attempts IS 'Login attempt counters and locks per normalised email (account or not), per client IP and per trusted device (key: the device token hash). An attempt is counted before its password is checked.';
+
+--
+-- Name: mail_budget; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.mail_budget (
+    recipient character varying(255) NOT NULL,
+    kind text NOT NULL,
+    window_start timestamp with time zone DEFAULT now() NOT NULL,
+    sent integer NOT NULL,
+    CONSTRAINT mail_budget_kind_check CHECK ((kind = ANY (ARRAY['verify_email'::text, 'reset_password'::text, 'account_exists'::text]))),
+    CONSTRAINT mail_budget_sent_check CHECK ((sent >= 0))
+);
+
+ALTER TABLE activity.mail_budget OWNER TO activity_owner;
+
+--
+-- Name: TABLE mail_budget; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.mail_budget IS 'Mails asked for per normalised recipient address (account or not) and kind in the current window; above the budget nothing is sent.';
+
+--
+-- Name: recent_audit_events; Type: VIEW; Schema: activity; Owner: activity_owner
+--
+
+CREATE VIEW activity.recent_audit_events AS
+ SELECT l.id,
+    l.action,
+    l.user_id,
+    u.email,
+    l.ip,
+    l.request_id,
+    l.details,
+    l.created_at
+   FROM (activity.audit_logs l
+     LEFT JOIN activity.users u ON ((u.id = l.user_id)))
+  WHERE (l.created_at > (now() - '7 days'::interval));
+
+ALTER TABLE activity.recent_audit_events OWNER TO activity_owner;
+
+--
+-- Name: VIEW recent_audit_events; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON VIEW activity.recent_audit_events IS 'Audit events of the last 7 days with the user''s email.';
+
+--
+-- Name: refresh_tokens_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+CREATE SEQUENCE activity.refresh_tokens_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE activity.refresh_tokens_id_seq OWNER TO activity_owner;
+
+--
+-- Name: refresh_tokens_id_seq; Type: SEQUENCE OWNED BY; Schema: activity; Owner: activity_owner
+--
+
+ALTER SEQUENCE activity.refresh_tokens_id_seq OWNED BY activity.refresh_tokens.id;
+
+--
+-- Name: trusted_devices; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.trusted_devices (
+    id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    token_hash character(64) NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_used_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT trusted_devices_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT trusted_devices_token_hash_check CHECK ((token_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.trusted_devices OWNER TO activity_owner;
+
+--
+-- Name: TABLE trusted_devices; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.trusted_devices IS 'Devices that logged in successfully (OWASP device cookie), stored as the SHA-256 of the device token. Their failed attempts lock only that device.';
+
+--
+-- Name: trusted_devices_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+CREATE SEQUENCE activity.trusted_devices_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE activity.trusted_devices_id_seq OWNER TO activity_owner;
+
+--
+-- Name: trusted_devices_id_seq; Type: SEQUENCE OWNED BY; Schema: activity; Owner: activity_owner
+--
+
+ALTER SEQUENCE activity.trusted_devices_id_seq OWNED BY activity.trusted_devices.id;
+
+--
+-- Name: audit_logs id; Type: DEFAULT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.audit_logs ALTER COLUMN id SET DEFAULT nextval('activity.audit_logs_id_seq'::regclass);
+
+--
+-- Name: email_tokens id; Type: DEFAULT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.email_tokens ALTER COLUMN id SET DEFAULT nextval('activity.email_tokens_id_seq'::regclass);
+
+--
+-- Name: refresh_tokens id; Type: DEFAULT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens ALTER COLUMN id SET DEFAULT nextval('activity.refresh_tokens_id_seq'::regclass);
+
+--
+-- Name: trusted_devices id; Type: DEFAULT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.trusted_devices ALTER COLUMN id SET DEFAULT nextval('activity.trusted_devices_id_seq'::regclass);
+
+--
+-- Name: audit_logs audit_logs_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.audit_logs
+    ADD CONSTRAINT audit_logs_pkey PRIMARY KEY (id);
+
+--
+-- Name: email_tokens email_tokens_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.email_tokens
+    ADD CONSTRAINT email_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: email_tokens email_tokens_token_hash_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.email_tokens
+    ADD CONSTRAINT email_tokens_token_hash_key UNIQUE (token_hash);
+
+--
+-- Name: login_attempts login_attempts_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.login_attempts
+    ADD CONSTRAINT login_attempts_pkey PRIMARY KEY (scope, key);
+
+--
+-- Name: mail_budget mail_budget_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mail_budget
+    ADD CONSTRAINT mail_budget_pkey PRIMARY KEY (recipient, kind);
+
+--
+-- Name: refresh_tokens refresh_tokens_jti_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_jti_key UNIQUE (jti);
+
+--
+-- Name: refresh_tokens refresh_tokens_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: refresh_tokens refresh_tokens_token_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_token_key UNIQUE (token);
+
+--
+-- Name: trusted_devices trusted_devices_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.trusted_devices
+    ADD CONSTRAINT trusted_devices_pkey PRIMARY KEY (id);
+
+--
+-- Name: trusted_devices trusted_devices_token_hash_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.trusted_devices
+    ADD CONSTRAINT trusted_devices_token_hash_key UNIQUE (token_hash);
+
+--
+-- Name: users users_email_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.users
+    ADD CONSTRAINT users_email_key UNIQUE (email);
+
+--
+-- Name: users users_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+--
+-- Name: audit_logs_action_created_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX audit_logs_action_created_at_idx ON activity.audit_logs USING btree (action, created_at);
+
+--
+-- Name: audit_logs_created_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX audit_logs_created_at_idx ON activity.audit_logs USING btree (created_at);
+
+--
+-- Name: audit_logs_user_id_created_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX audit_logs_user_id_created_at_idx ON activity.audit_logs USING btree (user_id, created_at);
+
+--
+-- Name: email_tokens_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX email_tokens_expires_at_idx ON activity.email_tokens USING btree (expires_at);
+
+--
+-- Name: email_tokens_user_id_purpose_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX email_tokens_user_id_purpose_idx ON activity.email_tokens USING btree (user_id, purpose) WHERE (used_at IS NULL);
+
+--
+-- Name: login_attempts_last_failed_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX login_attempts_last_failed_at_idx ON activity.login_attempts USING btree (last_failed_at);
+
+--
+-- Name: mail_budget_window_start_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX mail_budget_window_start_idx ON activity.mail_budget USING btree (window_start);
+
+--
+-- Name: refresh_tokens_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX refresh_tokens_expires_at_idx ON activity.refresh_tokens USING btree (expires_at);
+
+--
+-- Name: refresh_tokens_family_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX refresh_tokens_family_id_idx ON activity.refresh_tokens USING btree (family_id);
+
+--
+-- Name: refresh_tokens_family_id_live_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX refresh_tokens_family_id_live_idx ON activity.refresh_tokens USING btree (family_id) INCLUDE (user_id, expires_at, family_expires_at) WHERE (NOT revoked);
+
+--
+-- Name: refresh_tokens_replaced_by_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX refresh_tokens_replaced_by_idx ON activity.refresh_tokens USING btree (replaced_by);
+
+--
+-- Name: refresh_tokens_user_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX refresh_tokens_user_id_idx ON activity.refresh_tokens USING btree (user_id) WHERE (NOT revoked);
+
+--
+-- Name: trusted_devices_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX trusted_devices_expires_at_idx ON activity.trusted_devices USING btree (expires_at);
+
+--
+-- Name: trusted_devices_user_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX trusted_devices_user_id_idx ON activity.trusted_devices USING btree (user_id);
+
+--
+-- Name: users_created_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX users_created_at_idx ON activity.users USING btree (created_at) WHERE (NOT is_verified);
+
+--
+-- Name: audit_logs audit_logs_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.audit_logs
+    ADD CONSTRAINT audit_logs_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE SET NULL;
+
+--
+-- Name: email_tokens email_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.email_tokens
+    ADD CONSTRAINT email_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: refresh_tokens refresh_tokens_replaced_by_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_replaced_by_fkey FOREIGN KEY (replaced_by) REFERENCES activity.refresh_tokens(id) ON DELETE SET NULL;
+
+--
+-- Name: refresh_tokens refresh_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: trusted_devices trusted_devices_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.trusted_devices
+    ADD CONSTRAINT trusted_devices_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: SCHEMA activity; Type: ACL; Schema: -; Owner: activity_owner
+--
+
+GRANT USAGE ON SCHEMA activity TO auth_api_user;
+GRANT USAGE ON SCHEMA activity TO write_api_user;
+GRANT USAGE ON SCHEMA activity TO activity_readonly;
+
+--
+-- Name: FUNCTION fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_check_email_token_args(p_purpose text, p_token_hash text, p_ttl_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_inet(p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_inet(p_ip text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_refresh_token_is_live(p_revoked boolean, p_expires_at timestamp with time zone, p_family_expires_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_release_attempt(p_scope text, p_key text, p_threshold integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_release_attempt(p_scope text, p_key text, p_threshold integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_require_email_token_purpose(p_purpose text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_require_revoke_reason(p_reason text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_require_revoke_reason(p_reason text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_check_login_lock(p_email text, p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_check_login_lock(p_email text, p_ip text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_check_login_lock(p_email text, p_ip text) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_check_session(p_user_id uuid, p_family_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_cleanup_unverified_users(p_older_than_hours integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours integer) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_deactivate_user(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_user_by_email(p_email text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_user_by_email(p_email text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_user_by_email(p_email text) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_user_by_id(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_user_by_id(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_user_by_id(p_user_id uuid) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_valid_refresh_token(p_token_hash text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_list_user_sessions(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_record_successful_login(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_revoke_refresh_token(p_token_hash text, p_reason text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_revoke_user_session(p_user_id uuid, p_family_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_schema_migrations(); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_schema_migrations() FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_schema_migrations() TO auth_api_user;
+GRANT ALL ON FUNCTION activity.sp_schema_migrations() TO activity_readonly;
+
+--
+-- Name: FUNCTION sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_update_last_login(p_user_id uuid, p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_verify_user_email(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: TABLE active_sessions; Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+GRANT SELECT ON TABLE activity.active_sessions TO activity_readonly;
+
+--
+-- Name: TABLE active_users; Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+GRANT SELECT ON TABLE activity.active_users TO activity_readonly;
+
+--
+-- Name: TABLE recent_audit_events; Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+GRANT SELECT ON TABLE activity.recent_audit_events TO activity_readonly;

@@ -1,0 +1,49 @@
+// Bodies, params and replies of /api/auth/*. The routes are typed from these
+// (@fastify/type-provider-typebox): a handler's `request.body` is what its schema
+// lets through, and what it returns must be what the reply schema serializes.
+import { Type } from '@sinclair/typebox'
+import { closed, Email, OpaqueToken, Password, Uuid } from './common.ts'
+
+export const SignupBody = closed({ email: Email, password: Password })
+export const LoginBody = closed({ email: Email, password: Password, deviceToken: Type.Optional(OpaqueToken) })
+/** The token of a mailed link (verify email). */
+export const LinkTokenBody = closed({ token: OpaqueToken })
+/** Resend verification, forgot password: an address, and the same answer whether it has an account. */
+export const EmailBody = closed({ email: Email })
+export const RefreshTokenBody = closed({ refreshToken: OpaqueToken })
+/** A re-authentication (delete the account). */
+export const PasswordBody = closed({ password: Password })
+export const ChangePasswordBody = closed({ currentPassword: Password, newPassword: Password })
+export const ResetPasswordBody = closed({ token: OpaqueToken, newPassword: Password })
+export const SessionParams = closed({ id: Uuid })
+
+export const TokenPairSchema = closed({
+  accessToken: Type.String(),
+  refreshToken: Type.String(),
+  tokenType: Type.Literal('Bearer'),
+  expiresIn: Type.Integer(),
+})
+export const LoginSchema = closed({
+  ...TokenPairSchema.properties,
+  // OWASP device cookie: sent back at the next login from this device, its guesses
+  // count against it alone, so nobody else can lock the owner out (docs/security.md).
+  deviceToken: Type.String(),
+})
+export const VerifiedSchema = closed({ verified: Type.Literal(true) })
+export const MeSchema = closed({
+  id: Uuid,
+  email: Type.String(),
+  isVerified: Type.Boolean(),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+})
+export const SessionSchema = closed({
+  id: Uuid,
+  device: Type.Union([Type.String(), Type.Null()]),
+  ip: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  expiresAt: Type.String({ format: 'date-time' }),
+  current: Type.Boolean(),
+})
+export const SessionsSchema = Type.Array(SessionSchema)
