@@ -36,7 +36,7 @@ ON CONFLICT (scope, key) DO UPDATE
 INSERT INTO activity.refresh_tokens AS t
        (user_id, token, jti, created_at, expires_at, family_id, family_expires_at, revoked, revoked_at, revoked_reason, user_agent, ip)
 SELECT u.id, encode(sha256(convert_to(s.token, 'UTF8')), 'hex'), s.jti, s.created_at, s.expires_at,
-       s.family_id, s.family_expires_at, s.revoked, s.revoked_at, s.revoked_reason, 'seed', '127.0.0.1'
+       s.family_id, s.family_expires_at, s.revoked, s.revoked_at, s.revoked_reason::activity.revoke_reason, 'seed', '127.0.0.1'
   FROM activity.users u
  CROSS JOIN (VALUES
    (:'live_token', 'seed-live', now(), now() + interval '7 days',
