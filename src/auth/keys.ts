@@ -2,7 +2,7 @@
 // P-256 → ES256) from JWT_PRIVATE_KEY, or — in development only — generated once
 // and kept under DATA_DIR. Earlier public keys (JWT_PREVIOUS_PUBLIC_KEYS) stay
 // published and accepted, so rotating the key logs nobody out.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 
@@ -15,11 +15,22 @@ export interface KeyOptions {
   production: boolean
 }
 
+/** A public key as the JWKS publishes it (src/schemas/keys.ts): OKP (Ed25519) or EC (P-256). */
+export interface PublicJwk {
+  kty: string
+  crv: string
+  x: string
+  y?: string
+  kid: string
+  alg: JwtAlgorithm
+  use: 'sig'
+}
+
 export interface PublicKeyEntry {
   kid: string
   alg: JwtAlgorithm
   pem: string
-  jwk: JsonWebKey
+  jwk: PublicJwk
 }
 
 export interface SigningKeys {
@@ -27,7 +38,7 @@ export interface SigningKeys {
   alg: JwtAlgorithm
   privateKeyPem: string
   /** Current key first, then the previous ones. */
-  jwks: { keys: JsonWebKey[] }
+  jwks: { keys: PublicJwk[] }
   /** Public key PEM and algorithm for a kid we issued, current or previous. */
   publicKeyFor(kid: string): PublicKeyEntry | undefined
   algorithms: JwtAlgorithm[]
@@ -39,18 +50,14 @@ function algorithmOf(key: KeyObject): JwtAlgorithm {
   throw new Error(`unsupported JWT key type ${key.asymmetricKeyType ?? '?'} (use Ed25519 or P-256)`)
 }
 
-/** RFC 7638 thumbprint: SHA-256 over the required members in lexical order. */
-function thumbprint(jwk: JsonWebKey): string {
-  const members = jwk.kty === 'OKP' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }
-  return createHash('sha256').update(JSON.stringify(members)).digest('base64url')
-}
-
 function publicEntry(key: KeyObject): PublicKeyEntry {
   const alg = algorithmOf(key)
-  const exported = key.export({ format: 'jwk' })
-  const kid = thumbprint(exported)
-  const jwk: JsonWebKey = { ...exported, kid, alg, use: 'sig' }
-  return { kid, alg, pem: key.export({ format: 'pem', type: 'spki' }).toString(), jwk }
+  const { kty, crv, x, y } = key.export({ format: 'jwk' })
+  if (kty === undefined || crv === undefined || x === undefined) throw new Error('a public key exported without kty, crv or x')
+  // The required members in lexical order: the RFC 7638 thumbprint input, and all the JWK needs.
+  const members = kty === 'OKP' || y === undefined ? { crv, kty, x } : { crv, kty, x, y }
+  const kid = createHash('sha256').update(JSON.stringify(members)).digest('base64url')
+  return { kid, alg, pem: key.export({ format: 'pem', type: 'spki' }).toString(), jwk: { ...members, kid, alg, use: 'sig' } }
 }
 
 function splitPems(text: string | undefined): string[] {

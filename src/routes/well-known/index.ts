@@ -1,6 +1,6 @@
 // GET /.well-known/jwks.json: the public keys (current and previous) so other
 // services verify access tokens offline.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { SigningKeys } from '../../auth/keys.ts'
 import { JwksSchema } from '../../schemas/keys.ts'
 import { json, responses } from '../../schemas/responses.ts'
@@ -11,9 +11,7 @@ export interface WellKnownOptions {
   rateLimit?: { max: number; timeWindow: number } | false
 }
 
-// Not on the TypeBox type provider: SigningKeys.jwks holds node's JsonWebKey, whose
-// fields are all optional, so its keys do not type as the JWKS schema's.
-export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKnownOptions): Promise<void> {
+const wellKnownRoutes: FastifyPluginAsyncTypebox<WellKnownOptions> = async (app, opts) => {
   app.get(
     '/.well-known/jwks.json',
     {
@@ -36,3 +34,5 @@ export default async function wellKnownRoutes(app: FastifyInstance, opts: WellKn
     },
   )
 }
+
+export default wellKnownRoutes
