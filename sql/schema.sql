@@ -54,6 +54,10 @@ CREATE FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_
     LANGUAGE plpgsql
     SET search_path TO 'activity', 'pg_temp'
     AS $$
+DECLARE
+  v_event record;
+  v_id    bigint;
+  v_wrote boolean := false;
 BEGIN
   INSERT INTO activity.audit_logs (action, user_id, ip, user_agent, request_id, details)
   VALUES (p_action, p_user_id,
@@ -61,6 +65,18 @@ BEGIN
           left(NULLIF(p_ctx->>'userAgent', ''), 512),
           left(NULLIF(p_ctx->>'requestId', ''), 128),
           COALESCE(p_details, '{}'));
+  FOR v_event IN SELECT e.type, e.version, e.session_id, e.payload
+                   FROM activity.fn_event_for_audit(p_action, p_user_id, COALESCE(p_details, '{}')) e
+  LOOP
+    v_id := nextval('activity.events_id_seq');
+    INSERT INTO activity.events (id, type, version, user_id, session_id, payload, settled_xid)
+    VALUES (v_id, v_event.type, v_event.version, p_user_id, v_event.session_id, v_event.payload,
+            greatest(pg_snapshot_xmax(pg_current_snapshot()), (pg_current_xact_id()::text::bigint + 1)::text::xid8));
+    v_wrote := true;
+  END LOOP;
+  IF v_wrote THEN
+    PERFORM pg_notify('activity_events', '');
+  END IF;
 END
 $$;
 
@@ -70,7 +86,7 @@ ALTER FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_d
 -- Name: FUNCTION fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) IS 'Internal: appends one audit_logs row; ip, userAgent, requestId come from the request context.';
+COMMENT ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) IS 'Internal: appends one audit_logs row (ip, userAgent, requestId come from the request context) and the outbox events it stands for (fn_event_for_audit), then NOTIFY activity_events when there was one.';
 
 --
 -- Name: fn_check_email_token_args(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -175,6 +191,103 @@ ALTER FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold i
 --
 
 COMMENT ON FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) IS 'Internal: counts one failed login for an email or ip key and returns the count and lock.';
+
+--
+-- Name: fn_event_for_audit(text, uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb) RETURNS TABLE(type text, version smallint, session_id uuid, payload jsonb)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_ended_reason text := CASE p_action
+                           WHEN 'password_changed' THEN 'password_changed'
+                           WHEN 'password_reset' THEN 'password_reset'
+                           WHEN 'user_deactivated' THEN 'user_deactivated'
+                           WHEN 'sessions_revoked' THEN p_details->>'reason'
+                         END;
+BEGIN
+  -- Events are about accounts: a lock on an address without one, or a cleanup, has none.
+  IF p_user_id IS NULL THEN
+    RETURN;
+  END IF;
+  version := 1;
+  session_id := NULL;
+  CASE p_action
+    WHEN 'user_created' THEN
+      type := 'user.created';
+      payload := jsonb_build_object('email', p_details->>'email');
+      RETURN NEXT;
+    WHEN 'email_verified' THEN
+      -- A verify link followed after the address was verified changes nothing.
+      IF COALESCE((p_details->>'already_verified')::boolean, false) THEN
+        RETURN;
+      END IF;
+      type := 'user.verified';
+      payload := jsonb_build_object('email', p_details->>'email');
+      RETURN NEXT;
+    WHEN 'password_changed' THEN
+      type := 'user.password_changed';
+      payload := jsonb_build_object('sessionsEnded', COALESCE((p_details->>'sessions_ended')::int, 0),
+                                    'keptSessionId', p_details->'kept_family_id');
+      RETURN NEXT;
+    WHEN 'password_reset' THEN
+      type := 'user.password_reset';
+      payload := jsonb_build_object('sessionsEnded', COALESCE((p_details->>'sessions_ended')::int, 0));
+      RETURN NEXT;
+    WHEN 'user_deactivated' THEN
+      type := 'user.deactivated';
+      payload := jsonb_build_object('sessionsEnded', COALESCE((p_details->>'sessions_ended')::int, 0));
+      RETURN NEXT;
+    WHEN 'session_started' THEN
+      type := 'session.created';
+      session_id := (p_details->>'family_id')::uuid;
+      payload := '{}';
+      RETURN NEXT;
+    WHEN 'logout' THEN
+      type := 'session.revoked';
+      session_id := (p_details->>'family_id')::uuid;
+      payload := jsonb_build_object('reason', COALESCE(p_details->>'reason', 'logout'));
+      RETURN NEXT;
+    WHEN 'session_ended' THEN
+      type := 'session.revoked';
+      session_id := (p_details->>'family_id')::uuid;
+      payload := jsonb_build_object('reason', 'session_ended');
+      RETURN NEXT;
+    WHEN 'refresh_token_reuse' THEN
+      type := 'session.reuse_detected';
+      session_id := (p_details->>'family_id')::uuid;
+      payload := jsonb_build_object('tokensRevoked', COALESCE((p_details->>'tokens_revoked')::int, 0));
+      RETURN NEXT;
+    WHEN 'account_locked' THEN
+      type := 'account.locked';
+      payload := jsonb_build_object('lockedUntil', p_details->'locked_until',
+                                    'failedCount', COALESCE((p_details->>'count')::int, 0));
+      RETURN NEXT;
+    ELSE
+      NULL;
+  END CASE;
+  -- Sessions ended together with an account change, or by a revoke-all.
+  IF v_ended_reason IS NOT NULL THEN
+    type := 'session.revoked';
+    payload := jsonb_build_object('reason', v_ended_reason);
+    FOR session_id IN
+      SELECT f.id::uuid FROM jsonb_array_elements_text(COALESCE(p_details->'family_ids', '[]')) AS f(id)
+    LOOP
+      RETURN NEXT;
+    END LOOP;
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb) IS 'Internal: the outbox events (type, version, session id, payload) an audit row stands for; none for actions that are no event or rows without a user.';
 
 --
 -- Name: fn_inet(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -383,12 +496,12 @@ COMMENT ON FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_thre
 -- Name: fn_revoke_user_families(uuid, uuid, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) RETURNS integer
+CREATE FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) RETURNS uuid[]
     LANGUAGE plpgsql
     SET search_path TO 'activity', 'pg_temp'
     AS $$
 DECLARE
-  v_ended integer;
+  v_ended uuid[];
 BEGIN
   -- Lock order users -> family -> token rows, like every family-level change.
   PERFORM pg_advisory_xact_lock(8151, hashtext(f.family_id::text))
@@ -405,7 +518,7 @@ BEGIN
        AND t.family_id IS DISTINCT FROM p_except_family_id
     RETURNING t.family_id
   )
-  SELECT count(DISTINCT e.family_id) INTO v_ended FROM ended e;
+  SELECT COALESCE(array_agg(DISTINCT e.family_id ORDER BY e.family_id), '{}') INTO v_ended FROM ended e;
   RETURN v_ended;
 END
 $$;
@@ -416,7 +529,7 @@ ALTER FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_
 -- Name: FUNCTION fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) IS 'Internal: revokes all live sessions of a user except one family; returns the number of live sessions ended. Caller must hold the users row FOR UPDATE.';
+COMMENT ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) IS 'Internal: revokes all live sessions of a user except one family; returns the ids of the sessions (families) ended, sorted. Caller must hold the users row FOR UPDATE.';
 
 --
 -- Name: fn_take_mail_budget(text, text, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -563,6 +676,80 @@ ALTER FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) OWNER
 --
 
 COMMENT ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) IS 'True when the user is active and the session (family) has a live token. Per-request check, served by refresh_tokens_family_id_live_idx.';
+
+--
+-- Name: sp_claim_events(integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_claim_events(p_limit integer) RETURNS TABLE(id bigint, type text, version smallint, user_id uuid, session_id uuid, payload jsonb, created_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'limit must be 1..10000';
+  END IF;
+  IF NOT pg_try_advisory_xact_lock(8153, 0) THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    WITH batch AS MATERIALIZED (
+      SELECT e.id, e.settled_xid
+        FROM activity.events e
+       WHERE e.published_at IS NULL
+       ORDER BY e.id
+       LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    )
+    SELECT e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at
+      FROM batch b
+      JOIN activity.events e ON e.id = b.id
+     WHERE b.id <= (SELECT max(s.id) FROM batch s WHERE s.settled_xid <= pg_snapshot_xmin(pg_current_snapshot()))
+     ORDER BY e.id;
+END
+$$;
+
+ALTER FUNCTION activity.sp_claim_events(p_limit integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_claim_events(p_limit integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_claim_events(p_limit integer) IS 'Publisher: up to p_limit unpublished events, oldest first, locked (FOR UPDATE SKIP LOCKED) until the caller''s transaction ends; call it in the transaction that publishes and marks them. No row when another caller holds the publisher lock (advisory 8153) or nothing is settled yet. AU007 when p_limit is not 1..10000.';
+
+--
+-- Name: sp_cleanup_events(integer, boolean); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_deleted integer;
+BEGIN
+  IF p_retention_hours IS NULL OR p_retention_hours < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'retention_hours must be >= 1';
+  END IF;
+  DELETE FROM activity.events e
+   WHERE (e.published_at < now() - make_interval(hours => p_retention_hours))
+      OR (p_unpublished_too AND e.published_at IS NULL AND e.created_at < now() - make_interval(hours => p_retention_hours));
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  PERFORM activity.fn_audit('cleanup', NULL, '{}',
+    jsonb_build_object('item', 'events', 'deleted', v_deleted, 'retention_hours', p_retention_hours,
+                       'unpublished_too', COALESCE(p_unpublished_too, false)));
+  RETURN v_deleted;
+END
+$$;
+
+ALTER FUNCTION activity.sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean) IS 'Deletes events published more than p_retention_hours ago, and with p_unpublished_too (no publisher runs) unpublished ones created that long ago; returns the count. AU007 when hours < 1. Audit cleanup.';
 
 --
 -- Name: sp_cleanup_expired(integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -740,7 +927,7 @@ DECLARE
   v_user_id uuid;
   v_token   activity.email_tokens%ROWTYPE;
   v_user    activity.users%ROWTYPE;
-  v_ended   integer;
+  v_ended   uuid[];
 BEGIN
   PERFORM activity.fn_require_email_token_purpose(p_purpose);
   IF p_purpose = 'reset_password' AND (p_new_hashed_password IS NULL OR p_new_hashed_password NOT LIKE '$argon2%'
@@ -786,7 +973,7 @@ BEGIN
     -- Every other outstanding link (of either purpose) dies with the old password.
     UPDATE activity.email_tokens e SET used_at = now()
      WHERE e.user_id = v_user.id AND e.used_at IS NULL;
-    PERFORM activity.fn_audit('password_reset', v_user.id, p_ctx, jsonb_build_object('sessions_ended', v_ended));
+    PERFORM activity.fn_audit('password_reset', v_user.id, p_ctx, jsonb_build_object('sessions_ended', cardinality(v_ended), 'family_ids', to_jsonb(v_ended)));
   END IF;
   RETURN QUERY SELECT v_user.id, v_user.email::text;
 END
@@ -896,7 +1083,7 @@ CREATE FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb DEFAULT 
     AS $$
 DECLARE
   v_active boolean;
-  v_ended  integer;
+  v_ended  uuid[];
 BEGIN
   SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
   IF NOT FOUND THEN
@@ -907,7 +1094,7 @@ BEGIN
   UPDATE activity.users u SET is_active = false, updated_at = now() WHERE u.id = p_user_id;
   v_ended := activity.fn_revoke_user_families(p_user_id, NULL, 'user_deactivated');
   UPDATE activity.email_tokens e SET used_at = now() WHERE e.user_id = p_user_id AND e.used_at IS NULL;
-  PERFORM activity.fn_audit('user_deactivated', p_user_id, p_ctx, jsonb_build_object('sessions_ended', v_ended));
+  PERFORM activity.fn_audit('user_deactivated', p_user_id, p_ctx, jsonb_build_object('sessions_ended', cardinality(v_ended), 'family_ids', to_jsonb(v_ended)));
 END
 $$;
 
@@ -1000,6 +1187,63 @@ ALTER FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_h
 --
 
 COMMENT ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) IS 'Ends a password check begun by sp_begin_login that did not start a session. password_ok (a right password that starts no session: a re-authentication, an unverified login) gives the reservation back; login_failed / reauth_failed keep it counted, mirror it onto the account and audit it (+ account_locked, device_locked, ip_locked at the thresholds). p_device_hash only when the attempt came from a trusted device. Returns the count and the running lock. AU007 bad outcome or arguments.';
+
+--
+-- Name: sp_events_after(bigint, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) RETURNS TABLE(id bigint, type text, version smallint, user_id uuid, session_id uuid, payload jsonb, created_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  IF p_cursor IS NULL OR p_cursor < 0 OR p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'cursor must be >= 0 and limit 1..10000';
+  END IF;
+  RETURN QUERY
+    WITH batch AS MATERIALIZED (
+      SELECT e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at, e.settled_xid
+        FROM activity.events e
+       WHERE e.id > p_cursor
+       ORDER BY e.id
+       LIMIT p_limit
+    )
+    SELECT b.id, b.type, b.version, b.user_id, b.session_id, b.payload, b.created_at
+      FROM batch b
+     WHERE b.id <= (SELECT max(s.id) FROM batch s WHERE s.settled_xid <= pg_snapshot_xmin(pg_current_snapshot()))
+     ORDER BY b.id;
+END
+$$;
+
+ALTER FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_events_after(p_cursor bigint, p_limit integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) IS 'Events with id > p_cursor, in id order, at most p_limit, published or not; stops before any id a running transaction could still precede, so a cursor never skips an event. AU007 when p_cursor < 0 or p_limit is not 1..10000.';
+
+--
+-- Name: sp_events_lag(); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_events_lag() RETURNS TABLE(unpublished bigint, oldest_created_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT count(*), min(e.created_at)
+    FROM activity.events e
+   WHERE e.published_at IS NULL
+$$;
+
+ALTER FUNCTION activity.sp_events_lag() OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_events_lag(); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_events_lag() IS 'Publisher metrics: one row, the number of unpublished events and the creation time of the oldest (NULL when none).';
 
 --
 -- Name: sp_get_used_email_token(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1142,6 +1386,32 @@ ALTER FUNCTION activity.sp_list_user_sessions(p_user_id uuid) OWNER TO activity_
 --
 
 COMMENT ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) IS 'Live sessions of the user, one row per family, newest first: started, last used, current token expiry, ip and user agent of its latest token.';
+
+--
+-- Name: sp_mark_events_published(bigint[]); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_mark_events_published(p_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_marked integer;
+BEGIN
+  UPDATE activity.events e SET published_at = now()
+   WHERE e.id = ANY (p_ids) AND e.published_at IS NULL;
+  GET DIAGNOSTICS v_marked = ROW_COUNT;
+  RETURN v_marked;
+END
+$$;
+
+ALTER FUNCTION activity.sp_mark_events_published(p_ids bigint[]) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_mark_events_published(p_ids bigint[]); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) IS 'Publisher: marks the events published; returns how many were not yet. Unknown or already published ids are ignored.';
 
 --
 -- Name: sp_record_failed_login(text, text, integer, integer, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1384,7 +1654,7 @@ CREATE FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family
     SET search_path TO 'activity', 'pg_temp'
     AS $$
 DECLARE
-  v_ended integer;
+  v_ended uuid[];
 BEGIN
   -- 'rotated' is the rotation's own mark: a revoke-all must not pass for one.
   IF activity.fn_require_revoke_reason(p_reason) = 'rotated' THEN
@@ -1396,8 +1666,8 @@ BEGIN
   END IF;
   v_ended := activity.fn_revoke_user_families(p_user_id, p_except_family_id, p_reason);
   PERFORM activity.fn_audit('sessions_revoked', p_user_id, p_ctx,
-    jsonb_build_object('reason', p_reason, 'sessions_ended', v_ended, 'kept_family_id', p_except_family_id));
-  RETURN v_ended;
+    jsonb_build_object('reason', p_reason, 'sessions_ended', cardinality(v_ended), 'family_ids', to_jsonb(v_ended), 'kept_family_id', p_except_family_id));
+  RETURN cardinality(v_ended);
 END
 $$;
 
@@ -1639,6 +1909,30 @@ ALTER FUNCTION activity.sp_schema_migrations() OWNER TO activity_owner;
 COMMENT ON FUNCTION activity.sp_schema_migrations() IS 'Applied migrations (node-pg-migrate bookkeeping), for readiness checks without table privileges.';
 
 --
+-- Name: sp_session_is_live(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_session_is_live(p_session_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT EXISTS (
+    SELECT 1
+      FROM activity.refresh_tokens t
+      JOIN activity.users u ON u.id = t.user_id
+     WHERE t.family_id = p_session_id AND activity.fn_refresh_token_is_live(t.revoked, t.expires_at, t.family_expires_at)
+       AND u.is_active)
+$$;
+
+ALTER FUNCTION activity.sp_session_is_live(p_session_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_session_is_live(p_session_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_session_is_live(p_session_id uuid) IS 'True when the session (refresh token family, the sid claim) has a live token and its user is active; false otherwise, also for an unknown id. For other services: served by refresh_tokens_family_id_live_idx.';
+
+--
 -- Name: sp_signup(text, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1727,7 +2021,7 @@ CREATE FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password te
     AS $_$
 DECLARE
   v_active boolean;
-  v_ended  integer := 0;
+  v_ended  uuid[] := '{}';
   v_burnt  integer;
 BEGIN
   IF p_hashed_password IS NULL OR p_hashed_password NOT LIKE '$argon2%' OR length(p_hashed_password) > 255 THEN
@@ -1755,7 +2049,7 @@ BEGIN
     UPDATE activity.email_tokens e SET used_at = now() WHERE e.user_id = p_user_id AND e.used_at IS NULL;
     GET DIAGNOSTICS v_burnt = ROW_COUNT;
     PERFORM activity.fn_audit('password_changed', p_user_id, p_ctx,
-      jsonb_build_object('sessions_ended', v_ended, 'kept_family_id', p_keep_family_id, 'email_tokens_burnt', v_burnt));
+      jsonb_build_object('sessions_ended', cardinality(v_ended), 'family_ids', to_jsonb(v_ended), 'kept_family_id', p_keep_family_id, 'email_tokens_burnt', v_burnt));
   ELSE
     -- A rehash with new parameters: same password, so password_changed_at stays.
     UPDATE activity.users u
@@ -1763,7 +2057,7 @@ BEGIN
      WHERE u.id = p_user_id;
     PERFORM activity.fn_audit('password_rehashed', p_user_id, p_ctx, '{}');
   END IF;
-  RETURN v_ended;
+  RETURN cardinality(v_ended);
 END
 $_$;
 
@@ -2024,6 +2318,52 @@ ALTER TABLE activity.email_tokens_id_seq OWNER TO activity_owner;
 ALTER SEQUENCE activity.email_tokens_id_seq OWNED BY activity.email_tokens.id;
 
 --
+-- Name: events; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.events (
+    id bigint NOT NULL,
+    type text NOT NULL,
+    version smallint NOT NULL,
+    user_id uuid,
+    session_id uuid,
+    payload jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    published_at timestamp with time zone,
+    settled_xid xid8 NOT NULL,
+    CONSTRAINT events_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT events_type_check CHECK ((type ~ '^[a-z_]+\.[a-z_]+$'::text)),
+    CONSTRAINT events_version_check CHECK ((version >= 1))
+);
+
+ALTER TABLE activity.events OWNER TO activity_owner;
+
+--
+-- Name: TABLE events; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.events IS 'Outbox of security events (docs/events.md), written by fn_audit in the transaction of the change; published_at set once the publisher delivered the row.';
+
+--
+-- Name: COLUMN events.settled_xid; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.events.settled_xid IS 'No event with a lower id can still commit once every transaction below this xid has ended.';
+
+--
+-- Name: events_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE activity.events ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME activity.events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: login_attempts; Type: TABLE; Schema: activity; Owner: activity_owner
 --
 
@@ -2200,6 +2540,13 @@ ALTER TABLE ONLY activity.email_tokens
     ADD CONSTRAINT email_tokens_token_hash_key UNIQUE (token_hash);
 
 --
+-- Name: events events_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
+--
 -- Name: login_attempts login_attempts_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -2291,6 +2638,18 @@ CREATE INDEX email_tokens_expires_at_idx ON activity.email_tokens USING btree (e
 --
 
 CREATE INDEX email_tokens_user_id_purpose_idx ON activity.email_tokens USING btree (user_id, purpose) WHERE (used_at IS NULL);
+
+--
+-- Name: events_id_unpublished_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX events_id_unpublished_idx ON activity.events USING btree (id) WHERE (published_at IS NULL);
+
+--
+-- Name: events_published_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX events_published_at_idx ON activity.events USING btree (published_at) WHERE (published_at IS NOT NULL);
 
 --
 -- Name: login_attempts_last_failed_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
@@ -2426,6 +2785,12 @@ REVOKE ALL ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_
 REVOKE ALL ON FUNCTION activity.fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer) FROM PUBLIC;
 
 --
+-- Name: FUNCTION fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_event_for_audit(p_action text, p_user_id uuid, p_details jsonb) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_inet(p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2507,6 +2872,20 @@ REVOKE ALL ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uui
 GRANT ALL ON FUNCTION activity.sp_check_session(p_user_id uuid, p_family_id uuid) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_claim_events(p_limit integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_claim_events(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_claim_events(p_limit integer) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_cleanup_events(p_retention_hours integer, p_unpublished_too boolean) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2563,6 +2942,21 @@ REVOKE ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_
 GRANT ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_events_after(p_cursor bigint, p_limit integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) TO auth_api_user;
+GRANT ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) TO write_api_user;
+
+--
+-- Name: FUNCTION sp_events_lag(); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_events_lag() FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_events_lag() TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2596,6 +2990,13 @@ GRANT ALL ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) TO 
 
 REVOKE ALL ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_mark_events_published(p_ids bigint[]); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -2667,6 +3068,14 @@ GRANT ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_has
 REVOKE ALL ON FUNCTION activity.sp_schema_migrations() FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_schema_migrations() TO auth_api_user;
 GRANT ALL ON FUNCTION activity.sp_schema_migrations() TO activity_readonly;
+
+--
+-- Name: FUNCTION sp_session_is_live(p_session_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_session_is_live(p_session_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_session_is_live(p_session_id uuid) TO auth_api_user;
+GRANT ALL ON FUNCTION activity.sp_session_is_live(p_session_id uuid) TO write_api_user;
 
 --
 -- Name: FUNCTION sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner

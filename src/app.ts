@@ -9,11 +9,12 @@ import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
 import { AuthService } from './auth/service.ts'
 import type { Config, TrustProxy } from './config.ts'
-import { checkSession } from './db/procedures.ts'
+import { checkSession, eventsLag } from './db/procedures.ts'
 import { loggingServerOptions } from './logging.ts'
 import cleanupPlugin from './plugins/cleanup.ts'
 import dbPlugin from './plugins/db.ts'
 import errorsPlugin, { errorServerOptions } from './plugins/errors.ts'
+import eventsPlugin from './plugins/events.ts'
 import externalPlugin from './plugins/external.ts'
 import jwtPlugin from './plugins/jwt.ts'
 import metricsPlugin from './plugins/metrics.ts'
@@ -83,11 +84,20 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     serve: metricsToken !== undefined || !production,
     ...(metricsToken === undefined ? {} : { token: metricsToken }),
     rateLimitStoreUp: () => app.rateLimitStore() !== 'memory-fallback',
+    outboxLag: () => eventsLag(app.db),
   })
   await app.register(cleanupPlugin, {
     intervalMs: config.cleanup.intervalMs,
     retentionHours: config.cleanup.unverifiedRetentionHours,
     auditRetentionDays: config.cleanup.auditRetentionDays,
+    // Without a publisher nothing marks events published: retention applies to all of them.
+    eventsRetention: { hours: config.events.retentionHours, unpublishedToo: !config.events.enabled },
+  })
+  await app.register(eventsPlugin, {
+    events: config.events,
+    listenUrl: options.databaseUrl,
+    listenSsl: config.database.pool.ssl,
+    statementCache: config.database.pool.statementCache,
   })
   const keys = await loadSigningKeys({ ...config.jwt, dataDir, production })
   await app.register(jwtPlugin, {

@@ -99,6 +99,17 @@ export const EnvSchema = Type.Object({
   MAIL_BUDGET_MAX: Int(5, 1, 1000),
   MAIL_BUDGET_WINDOW_SECONDS: Int(3600, 60),
 
+  // Security events (docs/events.md): the outbox publisher, delivering to Redis.
+  // Unset: on when REDIS_URL is set. Without Redis events stay in the outbox (sp_events_after).
+  EVENTS_ENABLED: Type.Optional(Type.Boolean()),
+  EVENTS_STREAM: Type.String({ default: 'activity:events', minLength: 1 }),
+  EVENTS_CHANNEL: Type.String({ default: 'activity:events', minLength: 1 }),
+  EVENTS_STREAM_MAXLEN: Int(100_000, 1),
+  // The safety-net poll, and the only wake-up where LISTEN is impossible (a transaction pooler).
+  EVENTS_POLL_MS: Int(1000, 10, 3_600_000),
+  EVENTS_BATCH_SIZE: Int(100, 1, 10_000),
+  EVENTS_RETENTION_HOURS: Int(168, 1),
+
   // Password hashing (argon2id; OWASP defaults).
   ARGON2_MEMORY_KIB: Int(19_456, 1024, 4_194_304),
   ARGON2_TIME_COST: Int(2, 1, 100),
@@ -194,6 +205,18 @@ export interface Config {
   }
   lockout: { threshold: number; baseSeconds: number; maxSeconds: number; ipThreshold: number; windowSeconds: number }
   deviceTtlSeconds: number
+  events: {
+    /** The publisher runs: EVENTS_ENABLED, defaulted by whether REDIS_URL is set. */
+    enabled: boolean
+    redisUrl: string | undefined
+    stream: string
+    channel: string
+    streamMaxLen: number
+    pollMs: number
+    batchSize: number
+    /** Published events older than this are removed by cleanup. */
+    retentionHours: number
+  }
   argon2: { memoryKiB: number; timeCost: number; parallelism: number }
   password: { minLength: number; breachCheck: { url: string; timeoutMs: number; failOpen: boolean } | undefined }
   cleanup: { intervalMs: number; unverifiedRetentionHours: number; auditRetentionDays: number }
@@ -283,6 +306,16 @@ function fromEnv(env: Env): Config {
       windowSeconds: env.LOCKOUT_WINDOW_SECONDS,
     },
     deviceTtlSeconds: env.DEVICE_TOKEN_TTL_DAYS * 86_400,
+    events: {
+      enabled: env.EVENTS_ENABLED ?? env.REDIS_URL !== undefined,
+      redisUrl: env.REDIS_URL,
+      stream: env.EVENTS_STREAM,
+      channel: env.EVENTS_CHANNEL,
+      streamMaxLen: env.EVENTS_STREAM_MAXLEN,
+      pollMs: env.EVENTS_POLL_MS,
+      batchSize: env.EVENTS_BATCH_SIZE,
+      retentionHours: env.EVENTS_RETENTION_HOURS,
+    },
     argon2: { memoryKiB: env.ARGON2_MEMORY_KIB, timeCost: env.ARGON2_TIME_COST, parallelism: env.ARGON2_PARALLELISM },
     password: {
       minLength: env.PASSWORD_MIN_LENGTH,
@@ -384,6 +417,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, use: ConfigU
     throw new ConfigError(`invalid configuration: ${detail}`)
   }
   const config = fromEnv(converted as Env)
+  // Events are delivered to Redis only; asking for them without it would silently deliver nothing.
+  if (config.events.enabled && config.events.redisUrl === undefined) {
+    throw new ConfigError('invalid configuration: EVENTS_ENABLED=true needs REDIS_URL (without Redis, services read sp_events_after)')
+  }
   assertProductionSafe(config, use)
   return config
 }

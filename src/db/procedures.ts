@@ -126,6 +126,25 @@ export interface AppliedMigration {
   runOn: Date
 }
 
+/** One outbox row (docs/events.md; payload schemas in src/events/catalogue.ts). */
+export interface OutboxEvent {
+  /** bigint: pg returns it as a string. Consumers deduplicate by it. */
+  id: string
+  type: string
+  version: number
+  userId: string | null
+  /** The session (refresh token family, the sid claim) the event is about, if any. */
+  sessionId: string | null
+  payload: Record<string, unknown>
+  createdAt: Date
+}
+
+export interface EventsLag {
+  unpublished: number
+  /** null when nothing waits. */
+  oldestCreatedAt: Date | null
+}
+
 // ---------------------------------------------------------------------------
 // Plumbing
 
@@ -285,6 +304,12 @@ const SQL = {
   cleanupExpired: statement('sp_cleanup_expired', 'integer', 'integer'),
   runCleanup: statement('sp_run_cleanup', 'integer', 'integer', 'integer'),
   schemaMigrations: statement('sp_schema_migrations'),
+  claimEvents: statement('sp_claim_events', 'integer'),
+  markEventsPublished: statement('sp_mark_events_published', 'bigint[]'),
+  eventsLag: statement('sp_events_lag'),
+  eventsAfter: statement('sp_events_after', 'bigint', 'integer'),
+  sessionIsLive: statement('sp_session_is_live', 'uuid'),
+  cleanupEvents: statement('sp_cleanup_events', 'integer', 'boolean'),
 } as const
 
 // ---------------------------------------------------------------------------
@@ -729,6 +754,44 @@ export async function runCleanup(
     args.attemptRetentionHours ?? 24,
   ])
   return rows.length === 0 ? undefined : rows.map((r) => ({ item: r.item, deleted: Number(r.deleted) }))
+}
+
+// ---------------------------------------------------------------------------
+// Outbox (events for other services)
+
+/**
+ * Up to `limit` unpublished events, oldest first, locked until db's transaction
+ * ends: pass a client inside BEGIN, publish, markEventsPublished, COMMIT. [] when
+ * another instance holds the publisher lock or nothing is settled. AU007 limit not 1..10000.
+ */
+export async function claimEvents(db: Queryable, args: { limit: number }): Promise<OutboxEvent[]> {
+  return call<OutboxEvent>(db, SQL.claimEvents, [args.limit])
+}
+
+/** Marks events published; returns how many were not yet. */
+export async function markEventsPublished(db: Queryable, args: { ids: readonly string[] }): Promise<number> {
+  return callScalar<number>(db, SQL.markEventsPublished, [args.ids])
+}
+
+/** How many events wait for the publisher, and since when. */
+export async function eventsLag(db: Queryable): Promise<EventsLag> {
+  const row = await callOne<{ unpublished: string; oldestCreatedAt: Date | null }>(db, SQL.eventsLag, [])
+  return { unpublished: Number(row.unpublished), oldestCreatedAt: row.oldestCreatedAt }
+}
+
+/** Events with id > afterId in id order, published or not (also granted to write_api_user). AU007 bad cursor or limit. */
+export async function eventsAfter(db: Queryable, args: { afterId: string; limit: number }): Promise<OutboxEvent[]> {
+  return call<OutboxEvent>(db, SQL.eventsAfter, [args.afterId, args.limit])
+}
+
+/** Whether the session (sid) has a live token and its user is active (also granted to write_api_user). */
+export async function sessionIsLive(db: Queryable, args: { sessionId: string }): Promise<boolean> {
+  return callScalar<boolean>(db, SQL.sessionIsLive, [args.sessionId])
+}
+
+/** Deletes events published more than retentionHours ago; returns the count. AU007 when < 1. */
+export async function cleanupEvents(db: Queryable, args: { retentionHours: number; unpublishedToo: boolean }): Promise<number> {
+  return callScalar<number>(db, SQL.cleanupEvents, [args.retentionHours, args.unpublishedToo])
 }
 
 /** Applied migrations, oldest first (readable by auth_api_user and activity_readonly). */

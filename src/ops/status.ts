@@ -57,6 +57,9 @@ export async function databaseFacts(client: pg.ClientBase): Promise<DatabaseFact
 }
 
 /** Checks each role against the design (README, Database). */
+/** The procedures granted to the other services (write_api_user): events and session checks (docs/events.md). */
+export const SHARED_PROCEDURES = ['sp_events_after', 'sp_session_is_live']
+
 export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
   const { rows } = await client.query<{
     role: string
@@ -68,13 +71,15 @@ export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
     table_rights: number
     sp_total: number
     sp_executable: number
+    shared_executable: number
     views_readable: number
     views_total: number
-  }>(`
+  }>(
+    `
     WITH roles(role, ord) AS (VALUES ('activity_owner', 1), ('auth_api_user', 2), ('write_api_user', 3), ('activity_readonly', 4)),
          tables AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'r'),
          views AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'activity'::regnamespace AND c.relkind = 'v'),
-         sps AS (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace AND p.proname LIKE 'sp\\_%')
+         sps AS (SELECT p.oid, p.proname FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace AND p.proname LIKE 'sp\\_%')
     SELECT r.role,
            a.rolname IS NOT NULL AS exists,
            a.rolcanlogin AS login,
@@ -85,11 +90,15 @@ export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
              WHERE has_table_privilege(r.role, t.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE')) END AS table_rights,
            (SELECT count(*)::int FROM sps) AS sp_total,
            CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM sps s WHERE has_function_privilege(r.role, s.oid, 'EXECUTE')) END AS sp_executable,
+           CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM sps s
+             WHERE s.proname = ANY ($1::text[]) AND has_function_privilege(r.role, s.oid, 'EXECUTE')) END AS shared_executable,
            CASE WHEN a.rolname IS NULL THEN 0 ELSE (SELECT count(*)::int FROM views v WHERE has_table_privilege(r.role, v.oid, 'SELECT')) END AS views_readable,
            (SELECT count(*)::int FROM views) AS views_total
       FROM roles r LEFT JOIN pg_roles a ON a.rolname = r.role
      -- A hash join may return them in any order: operators read them in this one.
-     ORDER BY r.ord`)
+     ORDER BY r.ord`,
+    [SHARED_PROCEDURES],
+  )
   return rows.map((r) => {
     const problems: string[] = []
     if (!r.exists) return { role: r.role, ok: false, problems: ['missing (run `npm run db -- init`)'] }
@@ -108,8 +117,12 @@ export async function checkRoles(client: pg.ClientBase): Promise<RoleCheck[]> {
     if (r.role === 'activity_readonly' && r.views_readable !== r.views_total) {
       problems.push(`may read ${r.views_readable} of ${r.views_total} views`)
     }
-    if (r.role === 'write_api_user' && r.sp_executable > 0) {
-      problems.push(`may execute ${r.sp_executable} auth procedures`)
+    if (r.role === 'write_api_user') {
+      const others = r.sp_executable - r.shared_executable
+      if (others > 0) problems.push(`may execute ${others} auth procedures`)
+      if (r.shared_executable !== SHARED_PROCEDURES.length) {
+        problems.push(`may execute ${r.shared_executable} of the ${SHARED_PROCEDURES.length} shared procedures`)
+      }
     }
     return { role: r.role, ok: problems.length === 0, problems }
   })

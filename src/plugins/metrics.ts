@@ -22,6 +22,15 @@ export interface MetricsPluginOptions {
   token?: string
   /** Whether the rate-limit store answers (false while Redis is down and limits run in memory). */
   rateLimitStoreUp?: () => boolean
+  /** The outbox's backlog (eventsLag), read at every scrape. */
+  outboxLag?: () => Promise<OutboxLag>
+}
+
+export interface OutboxLag {
+  /** Events not yet published. */
+  unpublished: number
+  /** When the oldest of them was written; null when none waits. */
+  oldestCreatedAt: Date | null
 }
 
 /** The `outcome` label of auth_login_total: every value the service reports. */
@@ -34,6 +43,8 @@ export interface AppMetrics {
   refreshReuse(): void
   /** Count a mail not sent because its recipient is over the mail budget. */
   mailSuppressed(kind: string): void
+  /** Count events the outbox publisher delivered (one committed batch). */
+  eventsPublished(count: number): void
 }
 
 declare module 'fastify' {
@@ -87,6 +98,12 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     registers: [registry],
   })
 
+  const eventsPublished = new Counter({
+    name: 'auth_events_published_total',
+    help: 'Security events delivered from the outbox to Redis (at least once: a batch retried after a crash counts again)',
+    registers: [registry],
+  })
+
   const { pool } = opts
   if (pool !== undefined) {
     const poolGauge = (name: string, help: string, read: (p: PoolCounters) => number): void => {
@@ -116,10 +133,42 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     })
   }
 
+  const { outboxLag } = opts
+  if (outboxLag !== undefined) {
+    // Both gauges come from one query per scrape: a scrape collects every metric at
+    // once, so the second collect() finds the first one's query still in flight.
+    let reading: Promise<OutboxLag | undefined> | undefined
+    const read = (): Promise<OutboxLag | undefined> => {
+      reading ??= outboxLag()
+        .catch(() => undefined)
+        .finally(() => (reading = undefined))
+      return reading
+    }
+    new Gauge({
+      name: 'auth_events_outbox_lag',
+      help: 'Security events in the outbox not yet published (NaN when the database does not answer)',
+      registers: [registry],
+      async collect() {
+        this.set((await read())?.unpublished ?? Number.NaN)
+      },
+    })
+    new Gauge({
+      name: 'auth_events_outbox_oldest_seconds',
+      help: 'Age of the oldest unpublished security event in seconds (0 when none waits; NaN when the database does not answer)',
+      registers: [registry],
+      async collect() {
+        const lag = await read()
+        if (lag === undefined) this.set(Number.NaN)
+        else this.set(lag.oldestCreatedAt === null ? 0 : Math.max(0, (Date.now() - lag.oldestCreatedAt.getTime()) / 1000))
+      },
+    })
+  }
+
   app.decorate('metrics', {
     loginOutcome: (outcome: LoginOutcome) => logins.inc({ outcome }),
     refreshReuse: () => refreshReuse.inc(),
     mailSuppressed: (kind: string) => mailSuppressed.inc({ kind }),
+    eventsPublished: (count: number) => eventsPublished.inc(count),
   } satisfies AppMetrics)
 
   app.addHook('onResponse', async (request, reply) => {

@@ -153,7 +153,7 @@ t.test('health: healthy with auth figures (exit 0), degraded with a pending migr
   })
   t.same(
     healthy.body.tables?.map((x) => x.table),
-    ['audit_logs', 'email_tokens', 'login_attempts', 'mail_budget', 'pgmigrations', 'refresh_tokens', 'trusted_devices', 'users'],
+    ['audit_logs', 'email_tokens', 'events', 'login_attempts', 'mail_budget', 'pgmigrations', 'refresh_tokens', 'trusted_devices', 'users'],
   )
   t.match(healthy.body.locks, { waiting: 0 })
   t.match((await cli(['health'], env)).out, /^database healthy \(latency [\d.]+ ms\)\n(.|\n)*users {4}2 active, 1 unverified/)

@@ -43,6 +43,8 @@ export async function build(t: Test, env: Record<string, string> = {}, db?: Test
     SMTP_URL: smtp.url,
     APP_URL: 'http://app.test',
     RATE_LIMIT_ENABLED: 'false',
+    // Tests that set REDIS_URL (the machine's shared Redis) must not publish to its default stream.
+    EVENTS_ENABLED: 'false',
     // Cheap hashing keeps the suite fast; the parameters' effect is tested in passwords.test.ts.
     ARGON2_MEMORY_KIB: '1024',
     ARGON2_TIME_COST: '1',
@@ -85,3 +87,37 @@ export function json<T = Record<string, unknown>>(res: LightMyRequestResponse): 
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+export interface LoggedApp {
+  app: FastifyInstance
+  /** Every log line, parsed. */
+  logs: Record<string, unknown>[]
+}
+
+/**
+ * An app on `db` whose log lines a test reads (no SMTP, no contract check): for tests
+ * that run several instances on one database and watch what each one logs.
+ */
+export async function loggedApp(t: Test, db: TestDatabase, env: Record<string, string>): Promise<LoggedApp> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'activity-auth-logged-'))
+  await chmod(dataDir, 0o700)
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    DATA_DIR: dataDir,
+    DATABASE_URL: db.url,
+    APP_URL: 'http://app.test',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_TIME_COST: '1',
+    ...env,
+  })
+  const logs: Record<string, unknown>[] = []
+  const app = await buildApp(config, {
+    databaseUrl: db.url,
+    logStream: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
+  })
+  t.teardown(() => app.close())
+  await app.ready()
+  return { app, logs }
+}

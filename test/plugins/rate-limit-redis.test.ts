@@ -2,64 +2,18 @@
 // (SIGKILL), restarts and freezes (SIGSTOP/SIGCONT) mid-run: requests never wait for
 // it, limits go on per instance in memory, the state shows in /metrics and
 // /api/health with one warn line per change, and the app returns to Redis by itself.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
-import os from 'node:os'
-import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { loggedApp } from '../helpers/app.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 import { freePort } from '../helpers/net.ts'
+import { startRedis } from '../helpers/redis.ts'
 
 // Not a performance figure: a request that waited for a Redis timeout of seconds (or
 // hung on a frozen one) exceeds it by far; the added latency by design is ≤ 100 ms.
 const STALL_MS = 1000
-
-interface RedisProcess {
-  proc: ChildProcess
-  kill: (signal: NodeJS.Signals) => Promise<void>
-}
-
-/** Our own redis-server on `port`, killed at teardown whatever state it is in. */
-async function startRedis(t: Test, port: number): Promise<RedisProcess> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let exited = false
-  const exit = once(proc, 'exit').then(() => {
-    exited = true
-  })
-  t.teardown(async () => {
-    if (exited) return
-    proc.kill('SIGCONT')
-    proc.kill('SIGKILL')
-    await exit
-  })
-  let output = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10_000)
-    proc.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    proc.once('exit', () => reject(new Error(`redis-server exited: ${output}`)))
-  })
-  return {
-    proc,
-    kill: async (signal) => {
-      proc.kill(signal)
-      if (signal === 'SIGKILL') await exit
-    },
-  }
-}
 
 interface Instance {
   app: FastifyInstance
@@ -69,26 +23,8 @@ interface Instance {
 }
 
 async function instance(t: Test, db: TestDatabase, env: Record<string, string>): Promise<Instance> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'activity-auth-rl-'))
-  await chmod(dataDir, 0o700)
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'info',
-    DATA_DIR: dataDir,
-    DATABASE_URL: db.url,
-    APP_URL: 'http://app.test',
-    ARGON2_MEMORY_KIB: '1024',
-    ARGON2_TIME_COST: '1',
-    ...env,
-  })
-  const logs: Record<string, unknown>[] = []
-  const app = await buildApp(config, {
-    databaseUrl: db.url,
-    logStream: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
-  })
-  t.teardown(() => app.close())
-  await app.ready()
+  // No events publisher: this Redis is killed and frozen to test the rate-limit store alone.
+  const { app, logs } = await loggedApp(t, db, { EVENTS_ENABLED: 'false', ...env })
   const warns = (event: string) => logs.filter((l) => l.event === event && l.level === 40).length
   return { app, logs, warns }
 }

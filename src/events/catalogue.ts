@@ -1,0 +1,58 @@
+// The payload of each outbox event type, version 1 (docs/events.md is the prose
+// catalogue; test/db/events-catalogue.test.ts validates every event the procedures
+// write against these and holds the two lists equal). The payloads are built in
+// SQL (activity.fn_event_for_audit): ids, counts and reasons, never a secret.
+// A breaking change to a payload is a new version, listed next to the old one.
+import { Type, type TSchema } from '@sinclair/typebox'
+
+// The same rule the procedures check (sp_create_user), stored lower case.
+const Email = Type.String({ pattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$', maxLength: 255 })
+const SessionsEnded = Type.Integer({ minimum: 0, description: 'How many live sessions the change ended (each also a session.revoked).' })
+
+/** Why a session ended: the labels of activity.revoke_reason a revocation can carry. */
+export const SessionRevokedReason = Type.Union(
+  [
+    Type.Literal('logout'),
+    Type.Literal('logout_all'),
+    Type.Literal('session_ended'),
+    Type.Literal('password_changed'),
+    Type.Literal('password_reset'),
+    Type.Literal('user_deactivated'),
+    Type.Literal('reuse_detected'),
+  ],
+  { description: 'Why the session ended.' },
+)
+
+export const EVENT_PAYLOADS = {
+  'user.created': Type.Object({ email: Email }, { additionalProperties: false }),
+  'user.verified': Type.Object({ email: Email }, { additionalProperties: false }),
+  'user.password_changed': Type.Object(
+    {
+      sessionsEnded: SessionsEnded,
+      keptSessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], {
+        description: 'The session that changed the password and stays live, if any.',
+      }),
+    },
+    { additionalProperties: false },
+  ),
+  'user.password_reset': Type.Object({ sessionsEnded: SessionsEnded }, { additionalProperties: false }),
+  'user.deactivated': Type.Object({ sessionsEnded: SessionsEnded }, { additionalProperties: false }),
+  'session.created': Type.Object({}, { additionalProperties: false }),
+  'session.revoked': Type.Object({ reason: SessionRevokedReason }, { additionalProperties: false }),
+  'session.reuse_detected': Type.Object(
+    { tokensRevoked: Type.Integer({ minimum: 1, description: 'Live tokens of the session revoked with it.' }) },
+    { additionalProperties: false },
+  ),
+  'account.locked': Type.Object(
+    {
+      lockedUntil: Type.String({ format: 'date-time' }),
+      failedCount: Type.Integer({ minimum: 1 }),
+    },
+    { additionalProperties: false },
+  ),
+} as const satisfies Record<string, TSchema>
+
+export type EventType = keyof typeof EVENT_PAYLOADS
+export const EVENT_TYPES = Object.keys(EVENT_PAYLOADS) as EventType[]
+/** Every payload above is version 1; the envelope's `version` says which schema applies. */
+export const EVENT_VERSION = 1
