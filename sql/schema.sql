@@ -56,7 +56,6 @@ CREATE FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_
     AS $$
 DECLARE
   v_event record;
-  v_id    bigint;
   v_wrote boolean := false;
 BEGIN
   INSERT INTO activity.audit_logs (action, user_id, ip, user_agent, request_id, details)
@@ -68,10 +67,8 @@ BEGIN
   FOR v_event IN SELECT e.type, e.version, e.session_id, e.payload
                    FROM activity.fn_event_for_audit(p_action, p_user_id, COALESCE(p_details, '{}')) e
   LOOP
-    v_id := nextval('activity.events_id_seq');
-    INSERT INTO activity.events (id, type, version, user_id, session_id, payload, settled_xid)
-    VALUES (v_id, v_event.type, v_event.version, p_user_id, v_event.session_id, v_event.payload,
-            greatest(pg_snapshot_xmax(pg_current_snapshot()), (pg_current_xact_id()::text::bigint + 1)::text::xid8));
+    INSERT INTO activity.events (type, version, user_id, session_id, payload)
+    VALUES (v_event.type, v_event.version, p_user_id, v_event.session_id, v_event.payload);
     v_wrote := true;
   END LOOP;
   IF v_wrote THEN
@@ -694,19 +691,12 @@ BEGIN
     RETURN;
   END IF;
   RETURN QUERY
-    WITH batch AS MATERIALIZED (
-      SELECT e.id, e.settled_xid
-        FROM activity.events e
-       WHERE e.published_at IS NULL
-       ORDER BY e.id
-       LIMIT p_limit
-         FOR UPDATE SKIP LOCKED
-    )
     SELECT e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at
-      FROM batch b
-      JOIN activity.events e ON e.id = b.id
-     WHERE b.id <= (SELECT max(s.id) FROM batch s WHERE s.settled_xid <= pg_snapshot_xmin(pg_current_snapshot()))
-     ORDER BY e.id;
+      FROM activity.events e
+     WHERE e.published_at IS NULL
+     ORDER BY e.id
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED;
 END
 $$;
 
@@ -716,7 +706,7 @@ ALTER FUNCTION activity.sp_claim_events(p_limit integer) OWNER TO activity_owner
 -- Name: FUNCTION sp_claim_events(p_limit integer); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_claim_events(p_limit integer) IS 'Publisher: up to p_limit unpublished events, oldest first, locked (FOR UPDATE SKIP LOCKED) until the caller''s transaction ends; call it in the transaction that publishes and marks them. No row when another caller holds the publisher lock (advisory 8153) or nothing is settled yet. AU007 when p_limit is not 1..10000.';
+COMMENT ON FUNCTION activity.sp_claim_events(p_limit integer) IS 'Publisher: up to p_limit unpublished events, oldest first, locked (FOR UPDATE SKIP LOCKED) until the caller''s transaction ends; call it in the transaction that publishes and marks them. No row when another caller holds the publisher lock (advisory 8153). AU007 when p_limit is not 1..10000.';
 
 --
 -- Name: sp_cleanup_events(integer, boolean); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1189,40 +1179,36 @@ ALTER FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_h
 COMMENT ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) IS 'Ends a password check begun by sp_begin_login that did not start a session. password_ok (a right password that starts no session: a re-authentication, an unverified login) gives the reservation back; login_failed / reauth_failed keep it counted, mirror it onto the account and audit it (+ account_locked, device_locked, ip_locked at the thresholds). p_device_hash only when the attempt came from a trusted device. Returns the count and the running lock. AU007 bad outcome or arguments.';
 
 --
--- Name: sp_events_after(bigint, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+-- Name: sp_events_after(bigint, bigint, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) RETURNS TABLE(id bigint, type text, version smallint, user_id uuid, session_id uuid, payload jsonb, created_at timestamp with time zone)
+CREATE FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) RETURNS TABLE(tx_id bigint, id bigint, type text, version smallint, user_id uuid, session_id uuid, payload jsonb, created_at timestamp with time zone)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'activity', 'pg_temp'
     AS $$
 #variable_conflict use_column
 BEGIN
-  IF p_cursor IS NULL OR p_cursor < 0 OR p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
-    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'cursor must be >= 0 and limit 1..10000';
+  IF p_after_tx IS NULL OR p_after_tx < 0 OR p_after_id IS NULL OR p_after_id < 0
+     OR p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'cursor parts must be >= 0 and limit 1..10000';
   END IF;
   RETURN QUERY
-    WITH batch AS MATERIALIZED (
-      SELECT e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at, e.settled_xid
-        FROM activity.events e
-       WHERE e.id > p_cursor
-       ORDER BY e.id
-       LIMIT p_limit
-    )
-    SELECT b.id, b.type, b.version, b.user_id, b.session_id, b.payload, b.created_at
-      FROM batch b
-     WHERE b.id <= (SELECT max(s.id) FROM batch s WHERE s.settled_xid <= pg_snapshot_xmin(pg_current_snapshot()))
-     ORDER BY b.id;
+    SELECT e.tx_id::text::bigint, e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at
+      FROM activity.events e
+     WHERE (e.tx_id, e.id) > (p_after_tx::text::xid8, p_after_id)
+       AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.tx_id, e.id
+     LIMIT p_limit;
 END
 $$;
 
-ALTER FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) OWNER TO activity_owner;
+ALTER FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) OWNER TO activity_owner;
 
 --
--- Name: FUNCTION sp_events_after(p_cursor bigint, p_limit integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) IS 'Events with id > p_cursor, in id order, at most p_limit, published or not; stops before any id a running transaction could still precede, so a cursor never skips an event. AU007 when p_cursor < 0 or p_limit is not 1..10000.';
+COMMENT ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) IS 'Events after the cursor (tx_id, id), in that order, at most p_limit, published or not; only from transactions below the snapshot xmin, so no event can later commit behind a cursor. Start from (0, 0). AU007 when a cursor part is < 0 or p_limit is not 1..10000.';
 
 --
 -- Name: sp_events_lag(); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -2330,7 +2316,7 @@ CREATE TABLE activity.events (
     payload jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     published_at timestamp with time zone,
-    settled_xid xid8 NOT NULL,
+    tx_id xid8 DEFAULT pg_current_xact_id() NOT NULL,
     CONSTRAINT events_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
     CONSTRAINT events_type_check CHECK ((type ~ '^[a-z_]+\.[a-z_]+$'::text)),
     CONSTRAINT events_version_check CHECK ((version >= 1))
@@ -2345,10 +2331,10 @@ ALTER TABLE activity.events OWNER TO activity_owner;
 COMMENT ON TABLE activity.events IS 'Outbox of security events (docs/events.md), written by fn_audit in the transaction of the change; published_at set once the publisher delivered the row.';
 
 --
--- Name: COLUMN events.settled_xid; Type: COMMENT; Schema: activity; Owner: activity_owner
+-- Name: COLUMN events.tx_id; Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON COLUMN activity.events.settled_xid IS 'No event with a lower id can still commit once every transaction below this xid has ended.';
+COMMENT ON COLUMN activity.events.tx_id IS 'The writer''s transaction id: readers page by (tx_id, id) below their snapshot xmin, so no event can commit behind a cursor.';
 
 --
 -- Name: events_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
@@ -2652,6 +2638,12 @@ CREATE INDEX events_id_unpublished_idx ON activity.events USING btree (id) WHERE
 CREATE INDEX events_published_at_idx ON activity.events USING btree (published_at) WHERE (published_at IS NOT NULL);
 
 --
+-- Name: events_tx_id_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX events_tx_id_id_idx ON activity.events USING btree (tx_id, id);
+
+--
 -- Name: login_attempts_last_failed_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
 --
 
@@ -2942,12 +2934,12 @@ REVOKE ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_
 GRANT ALL ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) TO auth_api_user;
 
 --
--- Name: FUNCTION sp_events_after(p_cursor bigint, p_limit integer); Type: ACL; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
-REVOKE ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) TO auth_api_user;
-GRANT ALL ON FUNCTION activity.sp_events_after(p_cursor bigint, p_limit integer) TO write_api_user;
+REVOKE ALL ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) TO auth_api_user;
+GRANT ALL ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id bigint, p_limit integer) TO write_api_user;
 
 --
 -- Name: FUNCTION sp_events_lag(); Type: ACL; Schema: activity; Owner: activity_owner

@@ -2,9 +2,8 @@
 --
 -- fn_audit also writes the outbox: every state-changing procedure calls it inside
 -- its transaction, so the events commit or roll back with the change, on every
--- path, by construction. settled_xid (see activity.events) is past this
--- transaction's own xid and past every xid completed when the id was taken: the id
--- comes first, then the fresh snapshot of the INSERT (READ COMMITTED). NOTIFY is
+-- path, by construction. Each row takes its id and this transaction's id (tx_id,
+-- see activity.events) from the column defaults. NOTIFY is
 -- transactional: listeners hear it on commit only, once per transaction however
 -- many events it wrote.
 
@@ -14,7 +13,6 @@ CREATE OR REPLACE FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ct
     AS $$
 DECLARE
   v_event record;
-  v_id    bigint;
   v_wrote boolean := false;
 BEGIN
   INSERT INTO activity.audit_logs (action, user_id, ip, user_agent, request_id, details)
@@ -26,10 +24,8 @@ BEGIN
   FOR v_event IN SELECT e.type, e.version, e.session_id, e.payload
                    FROM activity.fn_event_for_audit(p_action, p_user_id, COALESCE(p_details, '{}')) e
   LOOP
-    v_id := nextval('activity.events_id_seq');
-    INSERT INTO activity.events (id, type, version, user_id, session_id, payload, settled_xid)
-    VALUES (v_id, v_event.type, v_event.version, p_user_id, v_event.session_id, v_event.payload,
-            greatest(pg_snapshot_xmax(pg_current_snapshot()), (pg_current_xact_id()::text::bigint + 1)::text::xid8));
+    INSERT INTO activity.events (type, version, user_id, session_id, payload)
+    VALUES (v_event.type, v_event.version, p_user_id, v_event.session_id, v_event.payload);
     v_wrote := true;
   END LOOP;
   IF v_wrote THEN

@@ -4,9 +4,11 @@
 -- events, mark the published ones, and read the lag for /metrics. Class 8153 is the
 -- publisher's alone (8151 keys refresh-token families, 8152 the cleanup): one
 -- instance publishes at a time, so the stream keeps the outbox order (per user,
--- too); the others get no row and retry. The claim stops at the last settled id
--- (activity.events.settled_xid): a transaction still running may yet commit a
--- lower id, and publishing past it would put that event out of order.
+-- too); the others get no row and retry. An event that commits later with a lower id
+-- is claimed by the next batch: the claim takes every unpublished row, it keeps no
+-- cursor. A user's events that depend on each other (a session's start and end, a
+-- password change and the sessions it ends) cannot overtake each other: the later
+-- waits on the users or family row lock until the earlier commits (CONVENTIONS.md).
 
 CREATE FUNCTION activity.sp_claim_events(p_limit integer)
 RETURNS TABLE (id bigint, type text, version smallint, user_id uuid, session_id uuid, payload jsonb, created_at timestamptz)
@@ -22,22 +24,15 @@ BEGIN
     RETURN;
   END IF;
   RETURN QUERY
-    WITH batch AS MATERIALIZED (
-      SELECT e.id, e.settled_xid
-        FROM activity.events e
-       WHERE e.published_at IS NULL
-       ORDER BY e.id
-       LIMIT p_limit
-         FOR UPDATE SKIP LOCKED
-    )
     SELECT e.id, e.type, e.version, e.user_id, e.session_id, e.payload, e.created_at
-      FROM batch b
-      JOIN activity.events e ON e.id = b.id
-     WHERE b.id <= (SELECT max(s.id) FROM batch s WHERE s.settled_xid <= pg_snapshot_xmin(pg_current_snapshot()))
-     ORDER BY e.id;
+      FROM activity.events e
+     WHERE e.published_at IS NULL
+     ORDER BY e.id
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED;
 END
 $$;
-COMMENT ON FUNCTION activity.sp_claim_events(integer) IS 'Publisher: up to p_limit unpublished events, oldest first, locked (FOR UPDATE SKIP LOCKED) until the caller''s transaction ends; call it in the transaction that publishes and marks them. No row when another caller holds the publisher lock (advisory 8153) or nothing is settled yet. AU007 when p_limit is not 1..10000.';
+COMMENT ON FUNCTION activity.sp_claim_events(integer) IS 'Publisher: up to p_limit unpublished events, oldest first, locked (FOR UPDATE SKIP LOCKED) until the caller''s transaction ends; call it in the transaction that publishes and marks them. No row when another caller holds the publisher lock (advisory 8153). AU007 when p_limit is not 1..10000.';
 REVOKE ALL ON FUNCTION activity.sp_claim_events(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity.sp_claim_events(integer) TO auth_api_user;
 

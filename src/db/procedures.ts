@@ -139,6 +139,18 @@ export interface OutboxEvent {
   createdAt: Date
 }
 
+/** An event as sp_events_after reads it, with the transaction id half of its cursor. */
+export interface PagedEvent extends OutboxEvent {
+  /** bigint as a string: the writer's transaction id; (txId, id) is the cursor to pass back. */
+  txId: string
+}
+
+/** Where a reader of sp_events_after stands: the (txId, id) of the last event it handled; start at ('0', '0'). */
+export interface EventCursor {
+  txId: string
+  id: string
+}
+
 export interface EventsLag {
   unpublished: number
   /** null when nothing waits. */
@@ -307,7 +319,7 @@ const SQL = {
   claimEvents: statement('sp_claim_events', 'integer'),
   markEventsPublished: statement('sp_mark_events_published', 'bigint[]'),
   eventsLag: statement('sp_events_lag'),
-  eventsAfter: statement('sp_events_after', 'bigint', 'integer'),
+  eventsAfter: statement('sp_events_after', 'bigint', 'bigint', 'integer'),
   sessionIsLive: statement('sp_session_is_live', 'uuid'),
   cleanupEvents: statement('sp_cleanup_events', 'integer', 'boolean'),
 } as const
@@ -762,7 +774,7 @@ export async function runCleanup(
 /**
  * Up to `limit` unpublished events, oldest first, locked until db's transaction
  * ends: pass a client inside BEGIN, publish, markEventsPublished, COMMIT. [] when
- * another instance holds the publisher lock or nothing is settled. AU007 limit not 1..10000.
+ * another instance holds the publisher lock. AU007 limit not 1..10000.
  */
 export async function claimEvents(db: Queryable, args: { limit: number }): Promise<OutboxEvent[]> {
   return call<OutboxEvent>(db, SQL.claimEvents, [args.limit])
@@ -779,9 +791,12 @@ export async function eventsLag(db: Queryable): Promise<EventsLag> {
   return { unpublished: Number(row.unpublished), oldestCreatedAt: row.oldestCreatedAt }
 }
 
-/** Events with id > afterId in id order, published or not (also granted to write_api_user). AU007 bad cursor or limit. */
-export async function eventsAfter(db: Queryable, args: { afterId: string; limit: number }): Promise<OutboxEvent[]> {
-  return call<OutboxEvent>(db, SQL.eventsAfter, [args.afterId, args.limit])
+/**
+ * Events after the cursor in (txId, id) order, published or not, none of which can be
+ * preceded later by one committing behind it (also granted to write_api_user). AU007 bad cursor or limit.
+ */
+export async function eventsAfter(db: Queryable, args: { after: EventCursor; limit: number }): Promise<PagedEvent[]> {
+  return call<PagedEvent>(db, SQL.eventsAfter, [args.after.txId, args.after.id, args.limit])
 }
 
 /** Whether the session (sid) has a live token and its user is active (also granted to write_api_user). */

@@ -15,7 +15,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import pg from 'pg'
 import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
-import { claimEvents, eventsLag, markEventsPublished, setStatementCache } from '../db/procedures.ts'
+import { claimEvents, markEventsPublished, setStatementCache } from '../db/procedures.ts'
 import type { EventSink } from './redis-sink.ts'
 
 export const EVENTS_CHANNEL = 'activity_events'
@@ -66,8 +66,6 @@ export function createPublisher(opts: PublisherOptions): Publisher {
   const { pool, sink, log, batchSize } = opts
   const retry = opts.retry ?? { minMs: 100, maxMs: 5000 }
   const publishBackoff = new Backoff(retry)
-  const settleBackoff = new Backoff({ minMs: 10, maxMs: opts.pollMs })
-  let settleTimer: NodeJS.Timeout | undefined
   let stopped = false
   let running: Promise<void> | undefined
   let again = false
@@ -120,7 +118,6 @@ export function createPublisher(opts: PublisherOptions): Publisher {
         /* next batch */
       }
       publishBackoff.reset()
-      await recheckIfUnsettled()
       if (failing) {
         failing = false
         log.warn({ event: 'events_publish_resumed' }, 'events: publishing again; the backlog is delivered in order')
@@ -141,26 +138,6 @@ export function createPublisher(opts: PublisherOptions): Publisher {
         retryTimer.unref()
       }
     }
-  }
-
-  /**
-   * The claim stops before an event a still-running transaction could yet precede
-   * (sp_claim_events: settled ids only). That transaction may write no event, so no
-   * NOTIFY would say when it ended: while committed events wait, look again soon
-   * (backing off to the poll interval) instead of leaving them to the poll.
-   */
-  async function recheckIfUnsettled(): Promise<void> {
-    clearTimeout(settleTimer)
-    settleTimer = undefined
-    if (stopped || (await eventsLag(pool)).unpublished === 0) {
-      settleBackoff.reset()
-      return
-    }
-    settleTimer = setTimeout(() => {
-      settleTimer = undefined
-      wake()
-    }, settleBackoff.next())
-    settleTimer.unref()
   }
 
   function wake(): void {
@@ -193,7 +170,6 @@ export function createPublisher(opts: PublisherOptions): Publisher {
       stopped = true
       clearInterval(pollTimer)
       clearTimeout(retryTimer)
-      clearTimeout(settleTimer)
       retryTimer = undefined
       await listener?.close()
       await running

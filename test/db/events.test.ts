@@ -29,6 +29,8 @@ import {
   signup,
   updatePassword,
   type Queryable,
+  type EventCursor,
+  type PagedEvent,
 } from '../../src/db/procedures.ts'
 import { TEST_PASSWORDS } from '../helpers/cluster.ts'
 import { createTestDatabase, testPool, type TestDatabase } from '../helpers/db.ts'
@@ -86,13 +88,13 @@ async function emitted(ctx: Ctx, fn: () => Promise<unknown>, userId?: string): P
 
 /**
  * Waits until no event is held back by a transaction still running on the server
- * (other test files share it): the feed stops before such ids on purpose.
+ * (other test files share it): the feed shows only rows below the snapshot xmin.
  */
 async function settle(admin: pg.Pool): Promise<void> {
   for (let i = 0; i < 400; i++) {
     const [row] = await rows<{ held: boolean }>(
       admin,
-      'SELECT EXISTS (SELECT 1 FROM activity.events WHERE NOT settled_xid <= pg_snapshot_xmin(pg_current_snapshot())) AS held',
+      'SELECT EXISTS (SELECT 1 FROM activity.events WHERE NOT tx_id < pg_snapshot_xmin(pg_current_snapshot())) AS held',
     )
     if (row?.held === false) return
     await sleep(25)
@@ -387,7 +389,7 @@ t.test('claim and mark: one publisher at a time, oldest first, batch after batch
   await t.rejects(claimEvents(ctx.api, { limit: 0 }), dbError('invalid_argument'))
 })
 
-t.test('events_after: pages in id order and waits for an earlier transaction still running', async (t) => {
+t.test('events_after: pages by (tx_id, id) and no event ever commits behind a cursor', async (t) => {
   const ctx = await setup(t)
   const user = await newUser(ctx.api)
   for (let i = 0; i < 6; i++) await newSession(ctx.api, user.id)
@@ -395,33 +397,70 @@ t.test('events_after: pages in id order and waits for an earlier transaction sti
   const all = (await rows<{ id: string }>(ctx.admin, 'SELECT id FROM activity.events ORDER BY id')).map((r) => r.id)
   t.equal(all.length, 7)
 
-  const paged: string[] = []
-  let cursor = '0'
-  for (;;) {
-    const page = await eventsAfter(ctx.api, { afterId: cursor, limit: 3 })
-    if (page.length === 0) break
-    t.ok(page.length <= 3)
-    paged.push(...page.map((e) => e.id))
-    cursor = page.at(-1)?.id ?? cursor
+  let cursor: EventCursor = { txId: '0', id: '0' }
+  /** Reads from the cursor to the end, page by page, moving the cursor. */
+  const readOn = async (limit: number): Promise<PagedEvent[]> => {
+    const read: PagedEvent[] = []
+    for (;;) {
+      const page = await eventsAfter(ctx.api, { after: cursor, limit })
+      if (page.length === 0) return read
+      t.ok(page.length <= limit)
+      read.push(...page)
+      const last = page.at(-1)
+      if (last !== undefined) cursor = { txId: last.txId, id: last.id }
+    }
   }
-  t.same(paged, all, 'every event once, in id order')
-  t.same(await eventsAfter(ctx.api, { afterId: cursor, limit: 3 }), [], 'nothing after the last')
-  await t.rejects(eventsAfter(ctx.api, { afterId: '-1', limit: 3 }), dbError('invalid_argument'))
-  await t.rejects(eventsAfter(ctx.api, { afterId: '0', limit: 0 }), dbError('invalid_argument'))
+  t.same(
+    (await readOn(3)).map((e) => e.id),
+    all,
+    'every event once (one transaction each here, so id order)',
+  )
+  t.same(await eventsAfter(ctx.api, { after: cursor, limit: 3 }), [], 'nothing after the last')
+  await t.rejects(eventsAfter(ctx.api, { after: { txId: '-1', id: '0' }, limit: 3 }), dbError('invalid_argument'))
+  await t.rejects(eventsAfter(ctx.api, { after: { txId: '0', id: '-1' }, limit: 3 }), dbError('invalid_argument'))
+  await t.rejects(eventsAfter(ctx.api, { after: { txId: '0', id: '0' }, limit: 0 }), dbError('invalid_argument'))
 
   // A transaction takes the next id and stays open; a later one commits a higher id.
   const slow = await connect(t, ctx.db.url)
   await slow.query('BEGIN')
   const pending = await newSession(slow, user.id)
   const later = await newSession(ctx.api, user.id)
-  t.same(await eventsAfter(ctx.api, { afterId: cursor, limit: 10 }), [], 'the committed later id waits behind the open one')
+  t.same(await eventsAfter(ctx.api, { after: cursor, limit: 10 }), [], 'the committed later one waits behind the open one')
   await slow.query('COMMIT')
   await settle(ctx.admin)
   t.same(
-    (await eventsAfter(ctx.api, { afterId: cursor, limit: 10 })).map((e) => e.sessionId),
+    (await readOn(10)).map((e) => e.sessionId),
     [pending.familyId, later.familyId],
-    'then both, in id order',
+    'then both, in the order their transactions began',
   )
+
+  // The other interleaving: the transaction that began first commits a HIGHER event id
+  // while one that began later holds a LOWER id open. Paging by id alone would pass
+  // the lower id for good; by (tx_id, id) it comes after the cursor when it commits.
+  const first = await connect(t, ctx.db.url)
+  const second = await connect(t, ctx.db.url)
+  await first.query('BEGIN')
+  await first.query('SELECT pg_current_xact_id()')
+  await second.query('BEGIN')
+  const low = await newSession(second, user.id)
+  const high = await newSession(first, user.id)
+  await first.query('COMMIT')
+  await settle(ctx.admin)
+  const before = await readOn(10)
+  t.same(
+    before.map((e) => e.sessionId),
+    [high.familyId],
+    'the committed one is read; the cursor passes its id',
+  )
+  await second.query('COMMIT')
+  await settle(ctx.admin)
+  const after = await readOn(10)
+  t.same(
+    after.map((e) => e.sessionId),
+    [low.familyId],
+    'the lower id still comes: it is after the cursor in (tx_id, id) order',
+  )
+  t.ok(BigInt(after[0]?.id ?? 0) < BigInt(before[0]?.id ?? 0), 'the interleaving happened: the later read has the lower id')
 })
 
 t.test('session_is_live: live session of an active user, one index lookup', async (t) => {
@@ -474,7 +513,7 @@ t.test('write_api_user may read events and check sessions, nothing more', async 
     ['sp_events_after', 'sp_session_is_live'],
   )
   t.same(
-    (await eventsAfter(write, { afterId: '0', limit: 10 })).map((e) => e.type),
+    (await eventsAfter(write, { after: { txId: '0', id: '0' }, limit: 10 })).map((e) => e.type),
     ['user.created', 'session.created'],
   )
   t.ok(await sessionIsLive(write, { sessionId: session.familyId }))
