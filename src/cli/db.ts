@@ -293,7 +293,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       case 'cleanup': {
         const retentionHours = positiveInt(values.retention, '--retention') ?? config.cleanup.unverifiedRetentionHours
         const counts = await withClient(url, (c) =>
-          cleanupOnce(c, { retentionHours, auditRetentionDays: config.cleanup.auditRetentionDays }),
+          cleanupOnce(c, {
+            retentionHours,
+            auditRetentionDays: config.cleanup.auditRetentionDays,
+            // Never unpublished events from here: whether a publisher runs is the service's setting, not this shell's.
+            eventsRetention: { hours: config.events.retentionHours, unpublishedToo: false },
+          }),
         )
         if (counts === undefined) throw new OperatorError('another cleanup is running right now (advisory lock held); try again later')
         print(`cleanup: ${describeCounts(counts)}`, counts)

@@ -119,6 +119,7 @@ t.test('cleanup removes what is past retention, keeps what is inside, and yields
     trusted_devices: 0,
     mail_budget: 0,
     unverified_users: 1,
+    events: 0,
   })
   await withClient(adminUrl, async (c) => {
     const emails = (await c.query<{ email: string }>(`SELECT email FROM activity.users ORDER BY email`)).rows.map((r) => r.email)
