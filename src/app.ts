@@ -97,7 +97,6 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     events: config.events,
     listenUrl: options.databaseUrl,
     listenSsl: config.database.pool.ssl,
-    statementCache: config.database.pool.statementCache,
   })
   const keys = await loadSigningKeys({ ...config.jwt, dataDir, production })
   await app.register(jwtPlugin, {

@@ -34,6 +34,10 @@ export function createPool(settings: PoolSettings, connectionString: string): pg
   // (procedures.ts), and the error is answered 503 (plugins/errors.ts).
   pool.on('error', () => undefined)
   setStatementCache(pool, settings.statementCache)
+  // A client checked out of the pool (a transaction, e.g. the events publisher's) is
+  // another object: it takes the pool's setting when its connection is made, so named
+  // statements never reach a transaction pooler through it either.
+  pool.on('connect', (client) => setStatementCache(client, settings.statementCache))
   return pool
 }
 

@@ -15,7 +15,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import pg from 'pg'
 import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
-import { claimEvents, markEventsPublished, setStatementCache } from '../db/procedures.ts'
+import { claimEvents, markEventsPublished } from '../db/procedures.ts'
 import type { EventSink } from './redis-sink.ts'
 
 export const EVENTS_CHANNEL = 'activity_events'
@@ -28,8 +28,6 @@ export interface PublisherOptions {
   /** Session connection for LISTEN (the service's URL); unset: poll only. */
   listenUrl?: string | undefined
   listenSsl?: boolean
-  /** DATABASE_STATEMENT_CACHE of the pool (default on): the claiming client calls the procedures the same way. */
-  statementCache?: boolean
   pollMs: number
   batchSize: number
   log: PublisherLog
@@ -80,9 +78,6 @@ export function createPublisher(opts: PublisherOptions): Publisher {
   /** One batch in one transaction; the number of events published. */
   async function publishBatch(): Promise<number> {
     const client = await pool.connect()
-    // The setting is kept per pool; a checked-out client is another object. Through a
-    // transaction pooler, named statements would land on server connections that lack them.
-    setStatementCache(client, opts.statementCache ?? true)
     let broken: Error | undefined
     // A connection lost while checked out (a server restart during the publish) emits
     // 'error' on the client; unheard, it would crash the process. The query fails too.

@@ -12,8 +12,6 @@ export interface EventsPluginOptions {
   /** The service's connection string: LISTEN runs on a connection of its own. */
   listenUrl: string
   listenSsl: boolean
-  /** DATABASE_STATEMENT_CACHE, as the pool has it. */
-  statementCache: boolean
   /** A sink other than Redis (tests); the default is createRedisSink. */
   sink?: EventSink
 }
@@ -40,7 +38,6 @@ export default fp<EventsPluginOptions>(
       sink,
       listenUrl: opts.listenUrl,
       listenSsl: opts.listenSsl,
-      statementCache: opts.statementCache,
       pollMs: events.pollMs,
       batchSize: events.batchSize,
       log: app.log,
