@@ -24,6 +24,23 @@ ALTER TYPE activity.email_token_purpose OWNER TO activity_owner;
 COMMENT ON TYPE activity.email_token_purpose IS 'What a one-time email token is for.';
 
 --
+-- Name: oauth_provider; Type: TYPE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TYPE activity.oauth_provider AS ENUM (
+    'google',
+    'github'
+);
+
+ALTER TYPE activity.oauth_provider OWNER TO activity_owner;
+
+--
+-- Name: TYPE oauth_provider; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TYPE activity.oauth_provider IS 'An external identity provider a user may sign in with.';
+
+--
 -- Name: revoke_reason; Type: TYPE; Schema: activity; Owner: activity_owner
 --
 
@@ -160,6 +177,29 @@ ALTER FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_s
 COMMENT ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) IS 'Internal: AU007 unless the mail budget arguments are >= 1.';
 
 --
+-- Name: fn_check_sha256_hex(text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_check_sha256_hex(p_value text, p_what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+BEGIN
+  IF p_value IS NULL OR p_value !~ '^[0-9a-f]{64}$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = p_what || ' must be lowercase hex SHA-256';
+  END IF;
+END
+$_$;
+
+ALTER FUNCTION activity.fn_check_sha256_hex(p_value text, p_what text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_check_sha256_hex(p_value text, p_what text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_check_sha256_hex(p_value text, p_what text) IS 'Internal: AU007 unless the value is a lowercase hex SHA-256 (64 characters); p_what names it in the message.';
+
+--
 -- Name: fn_count_failure(text, text, integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -262,6 +302,14 @@ BEGIN
       payload := jsonb_build_object('lockedUntil', p_details->'locked_until',
                                     'failedCount', COALESCE((p_details->>'count')::int, 0));
       RETURN NEXT;
+    WHEN 'oauth_linked' THEN
+      type := 'oauth.linked';
+      payload := jsonb_build_object('provider', p_details->>'provider');
+      RETURN NEXT;
+    WHEN 'oauth_unlinked' THEN
+      type := 'oauth.unlinked';
+      payload := jsonb_build_object('provider', p_details->>'provider');
+      RETURN NEXT;
     ELSE
       NULL;
   END CASE;
@@ -340,6 +388,32 @@ ALTER FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_pur
 --
 
 COMMENT ON FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Internal: burns the user''s unused tokens of the purpose and stores a new one. AU007 when the hash is taken. Audit email_token_created.';
+
+--
+-- Name: fn_issue_oauth_code(uuid, activity.oauth_provider, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  INSERT INTO activity.oauth_codes (code_hash, user_id, provider, expires_at)
+  VALUES (p_code_hash, p_user_id, p_provider, now() + make_interval(secs => p_ttl_seconds))
+  ON CONFLICT (code_hash) DO NOTHING;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'code hash already used';
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) IS 'Internal: stores a one-time exchange code (its hash) for the user; AU007 when the hash is already stored.';
 
 --
 -- Name: fn_lock_until(integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -424,6 +498,30 @@ ALTER FUNCTION activity.fn_require_email_token_purpose(p_purpose text) OWNER TO 
 --
 
 COMMENT ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) IS 'Internal: the text as an email_token_purpose; AU007 when NULL or not one of its labels.';
+
+--
+-- Name: fn_require_oauth_provider(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_require_oauth_provider(p_provider text) RETURNS activity.oauth_provider
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_provider IS NULL OR NOT p_provider = ANY (enum_range(NULL::activity.oauth_provider)::text[]) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown oauth provider';
+  END IF;
+  RETURN p_provider::activity.oauth_provider;
+END
+$$;
+
+ALTER FUNCTION activity.fn_require_oauth_provider(p_provider text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_require_oauth_provider(p_provider text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_require_oauth_provider(p_provider text) IS 'Internal: the text as an oauth_provider; AU007 when NULL or not one of its labels.';
 
 --
 -- Name: fn_require_revoke_reason(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -757,6 +855,8 @@ DECLARE
   v_audit    bigint;
   v_devices  bigint;
   v_mail     bigint;
+  v_states   bigint;
+  v_codes    bigint;
 BEGIN
   IF p_audit_retention_days IS NULL OR p_audit_retention_days < 1
      OR p_attempt_retention_hours IS NULL OR p_attempt_retention_hours < 1 THEN
@@ -783,13 +883,19 @@ BEGIN
   -- Mail windows are at most hours long: a row older than the attempt retention is spent.
   DELETE FROM activity.mail_budget b WHERE b.window_start < now() - make_interval(hours => p_attempt_retention_hours);
   GET DIAGNOSTICS v_mail = ROW_COUNT;
+  DELETE FROM activity.oauth_states s WHERE s.expires_at <= now();
+  GET DIAGNOSTICS v_states = ROW_COUNT;
+  DELETE FROM activity.oauth_codes c WHERE c.expires_at <= now();
+  GET DIAGNOSTICS v_codes = ROW_COUNT;
   PERFORM activity.fn_audit('cleanup', NULL, '{}',
     jsonb_build_object('refresh_tokens', v_tokens, 'email_tokens', v_email,
                        'login_attempts', v_attempts, 'audit_logs', v_audit,
-                       'trusted_devices', v_devices, 'mail_budget', v_mail));
+                       'trusted_devices', v_devices, 'mail_budget', v_mail,
+                       'oauth_states', v_states, 'oauth_codes', v_codes));
   RETURN QUERY VALUES ('refresh_tokens'::text, v_tokens), ('email_tokens', v_email),
                       ('login_attempts', v_attempts), ('audit_logs', v_audit),
-                      ('trusted_devices', v_devices), ('mail_budget', v_mail);
+                      ('trusted_devices', v_devices), ('mail_budget', v_mail),
+                      ('oauth_states', v_states), ('oauth_codes', v_codes);
 END
 $$;
 
@@ -799,7 +905,7 @@ ALTER FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_att
 -- Name: FUNCTION sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) IS 'Deletes dead refresh token families, used or expired email tokens, stale unlocked login attempts, old audit rows, expired trusted devices and spent mail-budget windows; one row per item. AU007 on retention < 1. Audit cleanup.';
+COMMENT ON FUNCTION activity.sp_cleanup_expired(p_audit_retention_days integer, p_attempt_retention_hours integer) IS 'Deletes dead refresh token families, used or expired email tokens, stale unlocked login attempts, old audit rows, expired trusted devices, spent mail-budget windows, expired OAuth states and exchange codes; one row per item. AU007 on retention < 1. Audit cleanup.';
 
 --
 -- Name: sp_cleanup_unverified_users(integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -978,6 +1084,77 @@ ALTER FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text
 COMMENT ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) IS 'Uses a one-time email token: verify_email marks the address verified; reset_password sets the new hash, lifts the account lock, ends all sessions (password_reset) and burns every other unused email token. AU004 unknown/other purpose, AU006 used, AU005 expired, AU003 inactive, AU007 bad purpose or missing hash. Audit email_verified / password_reset.';
 
 --
+-- Name: sp_consume_oauth_code(text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_consume_oauth_code(p_code_hash text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(user_id uuid, provider text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_code_hash, 'code hash');
+  -- Deleted whenever presented (also expired, or of a deactivated user): single use.
+  -- The DELETE settles parallel trades: the others find no row.
+  RETURN QUERY
+  WITH used AS (
+    DELETE FROM activity.oauth_codes c WHERE c.code_hash = p_code_hash
+    RETURNING c.user_id, c.provider, c.expires_at
+  )
+  SELECT d.user_id, d.provider::text
+    FROM used d JOIN activity.users u ON u.id = d.user_id
+   WHERE d.expires_at > now() AND u.is_active;
+END
+$$;
+
+ALTER FUNCTION activity.sp_consume_oauth_code(p_code_hash text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_consume_oauth_code(p_code_hash text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_consume_oauth_code(p_code_hash text, p_ctx jsonb) IS 'Trades a one-time exchange code: deletes it and returns (user_id, provider); no row when unknown, used, expired or its user inactive. Exactly one of parallel callers gets the row. AU007 bad hash format. Not audited (the sign-in and the session that follows are).';
+
+--
+-- Name: sp_consume_oauth_state(text, text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text) RETURNS TABLE(status text, redirect_to text, link_user_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_provider activity.oauth_provider;
+  v_state    activity.oauth_states%ROWTYPE;
+BEGIN
+  v_provider := activity.fn_require_oauth_provider(p_provider);
+  PERFORM activity.fn_check_sha256_hex(p_state_hash, 'state hash');
+  PERFORM activity.fn_check_sha256_hex(p_binding_hash, 'binding hash');
+  -- The DELETE settles parallel callbacks: the others find no row.
+  DELETE FROM activity.oauth_states s WHERE s.state_hash = p_state_hash RETURNING s.* INTO v_state;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'invalid'::text, NULL::text, NULL::uuid;
+  ELSIF v_state.binding_hash <> p_binding_hash OR v_state.provider <> v_provider THEN
+    -- Another browser (or a forged callback): where the flow was going is not its business.
+    RETURN QUERY SELECT 'mismatch'::text, NULL::text, NULL::uuid;
+  ELSIF v_state.expires_at <= now() THEN
+    RETURN QUERY SELECT 'expired'::text, v_state.redirect_to, NULL::uuid;
+  ELSE
+    RETURN QUERY SELECT 'ok'::text, v_state.redirect_to, v_state.link_user_id;
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text) IS 'Consumes a stored OAuth state (deleted whenever found, so it never works twice). One row: status ok (redirect_to, link_user_id), invalid (unknown or already used), mismatch (other binding or provider; nothing revealed), expired (redirect_to only). AU007 bad provider or hash format. Not audited.';
+
+--
 -- Name: sp_create_email_token(uuid, text, text, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1022,6 +1199,51 @@ ALTER FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_
 --
 
 COMMENT ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Issues a one-time email token (earlier unused ones of the same purpose are burnt). AU002/AU003/AU007; AU009 for verify_email on a verified user. Audit email_token_created.';
+
+--
+-- Name: sp_create_oauth_state(text, text, text, text, uuid, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_provider activity.oauth_provider;
+  v_active   boolean;
+BEGIN
+  v_provider := activity.fn_require_oauth_provider(p_provider);
+  PERFORM activity.fn_check_sha256_hex(p_state_hash, 'state hash');
+  PERFORM activity.fn_check_sha256_hex(p_binding_hash, 'binding hash');
+  IF p_ttl_seconds IS NULL OR p_ttl_seconds < 1 OR p_ttl_seconds > 3600 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be 1..3600 seconds';
+  ELSIF p_redirect_to IS NULL OR length(p_redirect_to) NOT BETWEEN 1 AND 2048 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'redirect_to must be 1..2048 characters';
+  END IF;
+  IF p_link_user_id IS NOT NULL THEN
+    SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_link_user_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+    ELSIF NOT v_active THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+    END IF;
+  END IF;
+  INSERT INTO activity.oauth_states (state_hash, binding_hash, provider, redirect_to, link_user_id, expires_at)
+  VALUES (p_state_hash, p_binding_hash, v_provider, p_redirect_to, p_link_user_id, now() + make_interval(secs => p_ttl_seconds))
+  ON CONFLICT (state_hash) DO NOTHING;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'state hash already used';
+  END IF;
+END
+$$;
+
+ALTER FUNCTION activity.sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb) IS 'Stores a pending OAuth flow: the hashes of the state and of the browser binding, the provider, where to go afterwards, and for a link flow the signed-in user. AU007 bad provider, hash, ttl (1..3600) or redirect (1..2048 characters), or a state hash already stored; AU002/AU003 unknown or inactive link user. Not audited (no security event).';
 
 --
 -- Name: sp_create_user(text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1345,6 +1567,87 @@ ALTER FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) OWNER TO a
 COMMENT ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) IS 'The token when not revoked, not expired (idle and family) and its user active; else no row.';
 
 --
+-- Name: sp_link_oauth_provider(uuid, text, text, text, boolean, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+DECLARE
+  v_provider activity.oauth_provider;
+  v_email    text := lower(btrim(p_email));
+  v_user     activity.users%ROWTYPE;
+  v_owner    uuid;
+  v_status   text;
+BEGIN
+  v_provider := activity.fn_require_oauth_provider(p_provider);
+  IF p_provider_user_id IS NULL OR length(p_provider_user_id) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'provider_user_id must be 1..255 characters';
+  ELSIF v_email IS NOT NULL AND (length(v_email) > 255 OR v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU008', MESSAGE = 'invalid email address';
+  END IF;
+  PERFORM pg_advisory_xact_lock(8154, hashtext(p_provider || ':' || p_provider_user_id));
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+
+  SELECT p.user_id INTO v_owner FROM activity.oauth_providers p
+   WHERE p.provider = v_provider AND p.provider_user_id = p_provider_user_id;
+  IF v_owner = p_user_id THEN
+    RETURN 'already_linked';
+  END IF;
+  v_status := CASE
+                WHEN NOT v_user.is_verified THEN 'unverified_account'
+                WHEN v_owner IS NOT NULL THEN 'identity_taken'
+                WHEN EXISTS (SELECT 1 FROM activity.oauth_providers p
+                              WHERE p.user_id = p_user_id AND p.provider = v_provider) THEN 'provider_in_use'
+              END;
+  IF v_status IS NOT NULL THEN
+    PERFORM activity.fn_audit('oauth_link_refused', p_user_id, p_ctx, jsonb_build_object('provider', v_provider, 'reason', v_status));
+    RETURN v_status;
+  END IF;
+  INSERT INTO activity.oauth_providers (user_id, provider, provider_user_id, email, email_verified)
+  VALUES (p_user_id, v_provider, p_provider_user_id, v_email, COALESCE(p_email_verified, false));
+  PERFORM activity.fn_audit('oauth_linked', p_user_id, p_ctx, jsonb_build_object('provider', v_provider, 'auto', false));
+  RETURN 'linked';
+END
+$_$;
+
+ALTER FUNCTION activity.sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb) IS 'Links a provider identity to a signed-in user. Returns linked (audit oauth_linked), already_linked (this identity on this user; nothing written), unverified_account (the user''s address is not verified), identity_taken (linked to another user), provider_in_use (the user has another identity of this provider); the refusals audit oauth_link_refused. AU002/AU003 unknown or inactive user, AU007 bad provider or provider_user_id (1..255), AU008 bad email (NULL allowed).';
+
+--
+-- Name: sp_list_oauth_providers(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_list_oauth_providers(p_user_id uuid) RETURNS TABLE(provider text, email text, email_verified boolean, created_at timestamp with time zone, last_login_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT p.provider::text, p.email::text, p.email_verified, p.created_at, p.last_login_at
+    FROM activity.oauth_providers p
+   WHERE p.user_id = p_user_id
+   ORDER BY p.provider
+$$;
+
+ALTER FUNCTION activity.sp_list_oauth_providers(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_list_oauth_providers(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_list_oauth_providers(p_user_id uuid) IS 'The identities linked to the user, in the order of the oauth_provider type (google, github); none for an unknown user. Writes nothing.';
+
+--
 -- Name: sp_list_user_sessions(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1398,6 +1701,121 @@ ALTER FUNCTION activity.sp_mark_events_published(p_ids bigint[]) OWNER TO activi
 --
 
 COMMENT ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) IS 'Publisher: marks the events published; returns how many were not yet. Unknown or already published ids are ignored.';
+
+--
+-- Name: sp_oauth_sign_in(text, text, text, boolean, text, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, email text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_provider activity.oauth_provider;
+  v_email    text := lower(btrim(p_email));
+  v_verified boolean := COALESCE(p_email_verified, false);
+  v_link     activity.oauth_providers%ROWTYPE;
+  v_user     activity.users%ROWTYPE;
+  v_reason   text;
+BEGIN
+  v_provider := activity.fn_require_oauth_provider(p_provider);
+  IF p_provider_user_id IS NULL OR length(p_provider_user_id) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'provider_user_id must be 1..255 characters';
+  ELSIF v_email IS NULL OR length(v_email) > 255 OR v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU008', MESSAGE = 'invalid email address';
+  ELSIF p_code_ttl_seconds IS NULL OR p_code_ttl_seconds < 1 OR p_code_ttl_seconds > 600 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'code ttl must be 1..600 seconds';
+  END IF;
+  PERFORM activity.fn_check_sha256_hex(p_code_hash, 'code hash');
+
+  PERFORM pg_advisory_xact_lock(8154, hashtext(p_provider || ':' || p_provider_user_id));
+  -- At most one pass starts over (a user created meanwhile, a link removed meanwhile).
+  FOR v_try IN 1..3 LOOP
+    SELECT * INTO v_link FROM activity.oauth_providers p
+     WHERE p.provider = v_provider AND p.provider_user_id = p_provider_user_id;
+    IF FOUND THEN
+      SELECT * INTO v_user FROM activity.users u WHERE u.id = v_link.user_id FOR KEY SHARE;
+      -- An unlink may have committed while we waited for the users row.
+      CONTINUE WHEN NOT EXISTS (SELECT 1 FROM activity.oauth_providers p WHERE p.id = v_link.id);
+      IF NOT v_user.is_active THEN
+        PERFORM activity.fn_audit('oauth_login_refused', v_user.id, p_ctx,
+          jsonb_build_object('provider', v_provider, 'reason', 'inactive'));
+        RETURN QUERY SELECT 'inactive'::text, v_user.id, v_user.email::text;
+        RETURN;
+      END IF;
+      UPDATE activity.oauth_providers p SET email = v_email, email_verified = v_verified, last_login_at = now()
+       WHERE p.id = v_link.id;
+      PERFORM activity.fn_issue_oauth_code(v_user.id, v_provider, p_code_hash, p_code_ttl_seconds);
+      PERFORM activity.fn_audit('oauth_login', v_user.id, p_ctx, jsonb_build_object('provider', v_provider));
+      RETURN QUERY SELECT 'signed_in'::text, v_user.id, v_user.email::text;
+      RETURN;
+    END IF;
+
+    SELECT * INTO v_user FROM activity.users u WHERE u.email = v_email FOR KEY SHARE;
+    IF FOUND THEN
+      IF NOT v_user.is_active THEN
+        PERFORM activity.fn_audit('oauth_login_refused', v_user.id, p_ctx,
+          jsonb_build_object('provider', v_provider, 'reason', 'inactive'));
+        RETURN QUERY SELECT 'inactive'::text, v_user.id, v_user.email::text;
+        RETURN;
+      END IF;
+      v_reason := CASE
+                    WHEN NOT v_verified THEN 'unverified_provider_email'
+                    WHEN NOT v_user.is_verified THEN 'unverified_account'
+                    -- The account already has another identity of this provider.
+                    WHEN EXISTS (SELECT 1 FROM activity.oauth_providers p
+                                  WHERE p.user_id = v_user.id AND p.provider = v_provider) THEN 'provider_in_use'
+                  END;
+      IF v_reason IS NOT NULL THEN
+        PERFORM activity.fn_audit('oauth_link_refused', v_user.id, p_ctx,
+          jsonb_build_object('provider', v_provider, 'reason', v_reason));
+        RETURN QUERY SELECT 'link_required'::text, v_user.id, v_user.email::text;
+        RETURN;
+      END IF;
+      INSERT INTO activity.oauth_providers (user_id, provider, provider_user_id, email, email_verified, last_login_at)
+      VALUES (v_user.id, v_provider, p_provider_user_id, v_email, v_verified, now())
+      ON CONFLICT DO NOTHING;
+      -- Only (user_id, provider) can collide (the identity is ours under 8154): another
+      -- identity of this provider was linked meanwhile; the next pass says provider_in_use.
+      CONTINUE WHEN NOT FOUND;
+      PERFORM activity.fn_audit('oauth_linked', v_user.id, p_ctx, jsonb_build_object('provider', v_provider, 'auto', true));
+      PERFORM activity.fn_issue_oauth_code(v_user.id, v_provider, p_code_hash, p_code_ttl_seconds);
+      RETURN QUERY SELECT 'linked'::text, v_user.id, v_user.email::text;
+      RETURN;
+    END IF;
+
+    IF NOT v_verified THEN
+      RETURN QUERY SELECT 'unverified_email'::text, NULL::uuid, NULL::text;
+      RETURN;
+    END IF;
+    INSERT INTO activity.users (email, hashed_password, is_verified, verified_at)
+    VALUES (v_email, NULL, true, now())
+    ON CONFLICT (email) DO NOTHING
+    RETURNING * INTO v_user;
+    -- Another identity created this address meanwhile: it is an existing user now.
+    CONTINUE WHEN NOT FOUND;
+    PERFORM activity.fn_audit('user_created', v_user.id, p_ctx, jsonb_build_object('email', v_user.email, 'provider', v_provider));
+    PERFORM activity.fn_audit('email_verified', v_user.id, p_ctx, jsonb_build_object('email', v_user.email, 'provider', v_provider));
+    INSERT INTO activity.oauth_providers (user_id, provider, provider_user_id, email, email_verified, last_login_at)
+    VALUES (v_user.id, v_provider, p_provider_user_id, v_email, v_verified, now());
+    PERFORM activity.fn_audit('oauth_linked', v_user.id, p_ctx, jsonb_build_object('provider', v_provider, 'auto', true));
+    PERFORM activity.fn_issue_oauth_code(v_user.id, v_provider, p_code_hash, p_code_ttl_seconds);
+    RETURN QUERY SELECT 'created'::text, v_user.id, v_user.email::text;
+    RETURN;
+  END LOOP;
+  -- Unreachable in practice; 40001 makes the caller run the whole call again.
+  RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'oauth sign-in did not settle';
+END
+$_$;
+
+ALTER FUNCTION activity.sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb) IS 'Sign-in with a provider identity; one row (status, user_id, email). signed_in: the identity is linked (link refreshed, audit oauth_login); linked: not linked, an active verified user has the address and the provider verified it (link added, audit oauth_linked); created: no user has the address and the provider verified it (a verified user without password, audits user_created, email_verified, oauth_linked). These three store the exchange code. link_required: a user has the address but one side is unverified or the user has another identity of the provider (audit oauth_link_refused); inactive: the user is deactivated (audit oauth_login_refused); unverified_email: no such user and the provider did not verify the address (nothing written, no user id). Safe under concurrency: one user and one link per identity. AU007 bad provider, provider_user_id (1..255), code hash or ttl (1..600) or a code hash already stored; AU008 bad email.';
 
 --
 -- Name: sp_record_failed_login(text, text, integer, integer, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1972,6 +2390,49 @@ ALTER FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_
 COMMENT ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) IS 'Signup in one call: a new address gets an unverified user and a verify_email token (status created); a taken one nothing but a notice (status taken). send = within the mail budget of that address and kind. AU008 bad email, AU007 bad hash, token or policy. Audit user_created + email_token_created / signup_existing.';
 
 --
+-- Name: sp_unlink_oauth_provider(uuid, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_provider activity.oauth_provider;
+  v_user     activity.users%ROWTYPE;
+BEGIN
+  v_provider := activity.fn_require_oauth_provider(p_provider);
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM activity.oauth_providers p WHERE p.user_id = p_user_id AND p.provider = v_provider) THEN
+    RETURN 'not_linked';
+  END IF;
+  IF v_user.hashed_password IS NULL
+     AND NOT EXISTS (SELECT 1 FROM activity.oauth_providers p WHERE p.user_id = p_user_id AND p.provider <> v_provider) THEN
+    PERFORM activity.fn_audit('oauth_unlink_refused', p_user_id, p_ctx, jsonb_build_object('provider', v_provider, 'reason', 'last_way_in'));
+    RETURN 'last_way_in';
+  END IF;
+  DELETE FROM activity.oauth_providers p WHERE p.user_id = p_user_id AND p.provider = v_provider;
+  -- A code issued through this identity and not yet traded dies with the link.
+  DELETE FROM activity.oauth_codes c WHERE c.user_id = p_user_id AND c.provider = v_provider;
+  PERFORM activity.fn_audit('oauth_unlinked', p_user_id, p_ctx, jsonb_build_object('provider', v_provider));
+  RETURN 'unlinked';
+END
+$$;
+
+ALTER FUNCTION activity.sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb) IS 'Removes the user''s identity of a provider (and its untraded exchange codes). Returns unlinked (audit oauth_unlinked), not_linked, or last_way_in: the user has no password and no other link, nothing removed (audit oauth_unlink_refused). AU002/AU003 unknown or inactive user, AU007 bad provider.';
+
+--
 -- Name: sp_update_last_login(uuid, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -2133,7 +2594,7 @@ COMMENT ON TABLE activity.refresh_tokens IS 'Refresh tokens, stored as the SHA-2
 CREATE TABLE activity.users (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     email character varying(255) NOT NULL,
-    hashed_password character varying(255) NOT NULL,
+    hashed_password character varying(255),
     is_verified boolean DEFAULT false NOT NULL,
     is_active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -2157,7 +2618,7 @@ ALTER TABLE activity.users OWNER TO activity_owner;
 -- Name: TABLE users; Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string.';
+COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string, or NULL: no password (the user signs in only through a linked provider, activity.oauth_providers). No procedure sets it to NULL, and sp_unlink_oauth_provider never removes the last way in, so an active user always keeps one.';
 
 --
 -- Name: active_sessions; Type: VIEW; Schema: activity; Owner: activity_owner
@@ -2205,7 +2666,8 @@ CREATE VIEW activity.active_users AS
     u.created_at,
     u.verified_at,
     u.last_login_at,
-    u.locked_until
+    u.locked_until,
+    (u.hashed_password IS NOT NULL) AS has_password
    FROM activity.users u
   WHERE u.is_active;
 
@@ -2215,7 +2677,7 @@ ALTER TABLE activity.active_users OWNER TO activity_owner;
 -- Name: VIEW active_users; Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes.';
+COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes; has_password false: the account signs in through a linked provider only.';
 
 --
 -- Name: audit_logs; Type: TABLE; Schema: activity; Owner: activity_owner
@@ -2394,6 +2856,115 @@ ALTER TABLE activity.mail_budget OWNER TO activity_owner;
 COMMENT ON TABLE activity.mail_budget IS 'Mails asked for per normalised recipient address (account or not) and kind in the current window; above the budget nothing is sent.';
 
 --
+-- Name: oauth_codes; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.oauth_codes (
+    code_hash text NOT NULL,
+    user_id uuid NOT NULL,
+    provider activity.oauth_provider NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT oauth_codes_code_hash_check CHECK ((code_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT oauth_codes_expires_at_check CHECK ((expires_at > created_at))
+);
+
+ALTER TABLE activity.oauth_codes OWNER TO activity_owner;
+
+--
+-- Name: TABLE oauth_codes; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.oauth_codes IS 'One-time codes an OAuth sign-in issues, traded once for a session; stored as the SHA-256 of the code.';
+
+--
+-- Name: oauth_providers; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.oauth_providers (
+    id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    provider activity.oauth_provider NOT NULL,
+    provider_user_id text NOT NULL,
+    email character varying(255),
+    email_verified boolean NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_login_at timestamp with time zone,
+    CONSTRAINT oauth_providers_email_lowercase_check CHECK (((email)::text = lower((email)::text))),
+    CONSTRAINT oauth_providers_provider_user_id_check CHECK (((length(provider_user_id) >= 1) AND (length(provider_user_id) <= 255)))
+);
+
+ALTER TABLE activity.oauth_providers OWNER TO activity_owner;
+
+--
+-- Name: TABLE oauth_providers; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.oauth_providers IS 'External identities (Google, GitHub) linked to a user, one per provider per user; no provider token is stored. email/email_verified: what the provider asserted (lower case), refreshed at each sign-in.';
+
+--
+-- Name: oauth_links; Type: VIEW; Schema: activity; Owner: activity_owner
+--
+
+CREATE VIEW activity.oauth_links AS
+ SELECT p.user_id,
+    u.email AS user_email,
+    p.provider,
+    p.email AS provider_email,
+    p.email_verified,
+    p.created_at,
+    p.last_login_at
+   FROM (activity.oauth_providers p
+     JOIN activity.users u ON ((u.id = p.user_id)));
+
+ALTER TABLE activity.oauth_links OWNER TO activity_owner;
+
+--
+-- Name: VIEW oauth_links; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON VIEW activity.oauth_links IS 'Identities linked to accounts (provider, the address it asserted, when linked and last used), without any hash.';
+
+--
+-- Name: oauth_providers_id_seq; Type: SEQUENCE; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE activity.oauth_providers ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME activity.oauth_providers_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: oauth_states; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.oauth_states (
+    state_hash text NOT NULL,
+    binding_hash text NOT NULL,
+    provider activity.oauth_provider NOT NULL,
+    redirect_to text NOT NULL,
+    link_user_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT oauth_states_binding_hash_check CHECK ((binding_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT oauth_states_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT oauth_states_redirect_to_check CHECK (((length(redirect_to) >= 1) AND (length(redirect_to) <= 2048))),
+    CONSTRAINT oauth_states_state_hash_check CHECK ((state_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.oauth_states OWNER TO activity_owner;
+
+--
+-- Name: TABLE oauth_states; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.oauth_states IS 'Pending OAuth flows: SHA-256 of the state and of the browser-binding value (the PKCE verifier and the nonce are derived from them, never stored). Single use; link_user_id set for a link flow.';
+
+--
 -- Name: recent_audit_events; Type: VIEW; Schema: activity; Owner: activity_owner
 --
 
@@ -2547,6 +3118,41 @@ ALTER TABLE ONLY activity.mail_budget
     ADD CONSTRAINT mail_budget_pkey PRIMARY KEY (recipient, kind);
 
 --
+-- Name: oauth_codes oauth_codes_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_codes
+    ADD CONSTRAINT oauth_codes_pkey PRIMARY KEY (code_hash);
+
+--
+-- Name: oauth_providers oauth_providers_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_providers
+    ADD CONSTRAINT oauth_providers_pkey PRIMARY KEY (id);
+
+--
+-- Name: oauth_providers oauth_providers_provider_provider_user_id_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_providers
+    ADD CONSTRAINT oauth_providers_provider_provider_user_id_key UNIQUE (provider, provider_user_id);
+
+--
+-- Name: oauth_providers oauth_providers_user_id_provider_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_providers
+    ADD CONSTRAINT oauth_providers_user_id_provider_key UNIQUE (user_id, provider);
+
+--
+-- Name: oauth_states oauth_states_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_states
+    ADD CONSTRAINT oauth_states_pkey PRIMARY KEY (state_hash);
+
+--
 -- Name: refresh_tokens refresh_tokens_jti_key; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -2656,6 +3262,30 @@ CREATE INDEX login_attempts_last_failed_at_idx ON activity.login_attempts USING 
 CREATE INDEX mail_budget_window_start_idx ON activity.mail_budget USING btree (window_start);
 
 --
+-- Name: oauth_codes_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX oauth_codes_expires_at_idx ON activity.oauth_codes USING btree (expires_at);
+
+--
+-- Name: oauth_codes_user_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX oauth_codes_user_id_idx ON activity.oauth_codes USING btree (user_id);
+
+--
+-- Name: oauth_states_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX oauth_states_expires_at_idx ON activity.oauth_states USING btree (expires_at);
+
+--
+-- Name: oauth_states_link_user_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX oauth_states_link_user_id_idx ON activity.oauth_states USING btree (link_user_id) WHERE (link_user_id IS NOT NULL);
+
+--
 -- Name: refresh_tokens_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
 --
 
@@ -2718,6 +3348,27 @@ ALTER TABLE ONLY activity.email_tokens
     ADD CONSTRAINT email_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
 
 --
+-- Name: oauth_codes oauth_codes_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_codes
+    ADD CONSTRAINT oauth_codes_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: oauth_providers oauth_providers_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_providers
+    ADD CONSTRAINT oauth_providers_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: oauth_states oauth_states_link_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.oauth_states
+    ADD CONSTRAINT oauth_states_link_user_id_fkey FOREIGN KEY (link_user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
 -- Name: refresh_tokens refresh_tokens_replaced_by_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -2771,6 +3422,12 @@ REVOKE ALL ON FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_b
 REVOKE ALL ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) FROM PUBLIC;
 
 --
+-- Name: FUNCTION fn_check_sha256_hex(p_value text, p_what text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_check_sha256_hex(p_value text, p_what text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_count_failure(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2795,6 +3452,12 @@ REVOKE ALL ON FUNCTION activity.fn_inet(p_ip text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2817,6 +3480,12 @@ REVOKE ALL ON FUNCTION activity.fn_release_attempt(p_scope text, p_key text, p_t
 --
 
 REVOKE ALL ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_require_oauth_provider(p_provider text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_require_oauth_provider(p_provider text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION fn_require_revoke_reason(p_reason text); Type: ACL; Schema: activity; Owner: activity_owner
@@ -2906,11 +3575,32 @@ REVOKE ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purp
 GRANT ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_consume_oauth_code(p_code_hash text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_consume_oauth_code(p_code_hash text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_consume_oauth_code(p_code_hash text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_consume_oauth_state(p_state_hash text, p_binding_hash text, p_provider text) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
 REVOKE ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_create_user(p_email text, p_hashed_password text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -2977,6 +3667,20 @@ REVOKE ALL ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) FR
 GRANT ALL ON FUNCTION activity.sp_get_valid_refresh_token(p_token_hash text) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_link_oauth_provider(p_user_id uuid, p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_list_oauth_providers(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_list_oauth_providers(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_list_oauth_providers(p_user_id uuid) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_list_user_sessions(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -2989,6 +3693,13 @@ GRANT ALL ON FUNCTION activity.sp_list_user_sessions(p_user_id uuid) TO auth_api
 
 REVOKE ALL ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_mark_events_published(p_ids bigint[]) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_oauth_sign_in(p_provider text, p_provider_user_id text, p_email text, p_email_verified boolean, p_code_hash text, p_code_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_record_failed_login(p_email text, p_ip text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3077,6 +3788,13 @@ REVOKE ALL ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, 
 GRANT ALL ON FUNCTION activity.sp_signup(p_email text, p_hashed_password text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_unlink_oauth_provider(p_user_id uuid, p_provider text, p_ctx jsonb) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_update_last_login(p_user_id uuid, p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -3108,6 +3826,12 @@ GRANT SELECT ON TABLE activity.active_sessions TO activity_readonly;
 --
 
 GRANT SELECT ON TABLE activity.active_users TO activity_readonly;
+
+--
+-- Name: TABLE oauth_links; Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+GRANT SELECT ON TABLE activity.oauth_links TO activity_readonly;
 
 --
 -- Name: TABLE recent_audit_events; Type: ACL; Schema: activity; Owner: activity_owner

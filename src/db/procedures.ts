@@ -32,9 +32,20 @@ export type RevokeReason = (typeof REVOKE_REASONS)[number]
 /** The labels of the SQL enum activity.email_token_purpose. */
 export const EMAIL_TOKEN_PURPOSES = ['verify_email', 'reset_password'] as const
 export type EmailTokenPurpose = (typeof EMAIL_TOKEN_PURPOSES)[number]
+/** The labels of the SQL enum activity.oauth_provider. */
+export const OAUTH_PROVIDERS = ['google', 'github'] as const
+export type OAuthProvider = (typeof OAUTH_PROVIDERS)[number]
 export type RotationStatus = RotationResult['status']
 export type CleanupItem =
-  'refresh_tokens' | 'email_tokens' | 'login_attempts' | 'audit_logs' | 'trusted_devices' | 'mail_budget' | 'unverified_users'
+  | 'refresh_tokens'
+  | 'email_tokens'
+  | 'login_attempts'
+  | 'audit_logs'
+  | 'trusted_devices'
+  | 'mail_budget'
+  | 'oauth_states'
+  | 'oauth_codes'
+  | 'unverified_users'
 
 export interface CreatedUser {
   id: string
@@ -47,7 +58,8 @@ export interface CreatedUser {
 export interface UserRow {
   id: string
   email: string
-  hashedPassword: string
+  /** null: no password (the user signs in only through a linked provider). */
+  hashedPassword: string | null
   isVerified: boolean
   isActive: boolean
   createdAt: Date
@@ -322,6 +334,13 @@ const SQL = {
   eventsAfter: statement('sp_events_after', 'bigint', 'bigint', 'integer'),
   sessionIsLive: statement('sp_session_is_live', 'uuid'),
   cleanupEvents: statement('sp_cleanup_events', 'integer', 'boolean'),
+  createOAuthState: statement('sp_create_oauth_state', 'text', 'text', 'text', 'text', 'uuid', 'integer', 'jsonb'),
+  consumeOAuthState: statement('sp_consume_oauth_state', 'text', 'text', 'text'),
+  oauthSignIn: statement('sp_oauth_sign_in', 'text', 'text', 'text', 'boolean', 'text', 'integer', 'jsonb'),
+  consumeOAuthCode: statement('sp_consume_oauth_code', 'text', 'jsonb'),
+  linkOAuthProvider: statement('sp_link_oauth_provider', 'uuid', 'text', 'text', 'text', 'boolean', 'jsonb'),
+  unlinkOAuthProvider: statement('sp_unlink_oauth_provider', 'uuid', 'text', 'jsonb'),
+  listOAuthProviders: statement('sp_list_oauth_providers', 'uuid'),
 } as const
 
 // ---------------------------------------------------------------------------
@@ -540,6 +559,7 @@ export interface BegunLogin {
   /** The account, when allowed and it exists (null for an unknown email). */
   userId: string | null
   email: string | null
+  /** null also for an account without a password: verify against a dummy hash, as for an unknown email. */
   hashedPassword: string | null
   isActive: boolean | null
   isVerified: boolean | null
@@ -735,6 +755,153 @@ export async function getUsedEmailToken(
 ): Promise<UsedEmailToken | undefined> {
   const [row] = await call<UsedEmailToken>(db, SQL.getUsedEmailToken, [args.tokenHash, args.purpose, args.windowSeconds])
   return row
+}
+
+// ---------------------------------------------------------------------------
+// Sign-in with Google and GitHub (OAuth). Only SHA-256 hex hashes of the state, the
+// browser binding and the exchange code reach the database; no provider token does.
+
+export interface ConsumedOAuthState {
+  /** invalid: unknown or already used; mismatch: other binding or provider (nothing revealed). */
+  status: 'ok' | 'invalid' | 'mismatch' | 'expired'
+  /** Set for ok and expired. */
+  redirectTo: string | null
+  /** ok only: the user a link flow was started for; null for a sign-in flow. */
+  linkUserId: string | null
+}
+
+export type OAuthSignInStatus = 'signed_in' | 'linked' | 'created' | 'link_required' | 'inactive' | 'unverified_email'
+
+export interface OAuthSignInResult {
+  /** signed_in, linked and created stored the exchange code; the others wrote none. */
+  status: OAuthSignInStatus
+  /** null for unverified_email only. */
+  userId: string | null
+  email: string | null
+}
+
+export interface ConsumedOAuthCode {
+  userId: string
+  provider: OAuthProvider
+}
+
+export type OAuthLinkStatus = 'linked' | 'already_linked' | 'identity_taken' | 'provider_in_use' | 'unverified_account'
+export type OAuthUnlinkStatus = 'unlinked' | 'not_linked' | 'last_way_in'
+
+export interface OAuthLinkRow {
+  provider: OAuthProvider
+  /** What the provider asserted, lower case. */
+  email: string | null
+  emailVerified: boolean
+  createdAt: Date
+  lastLoginAt: Date | null
+}
+
+/**
+ * Stores a pending flow before the redirect to the provider; linkUserId for a link flow
+ * started from a session. AU007 (provider, hashes, ttl 1..3600, redirect 1..2048, state reused), AU002/AU003.
+ */
+export async function createOAuthState(
+  db: Queryable,
+  args: {
+    stateHash: string
+    bindingHash: string
+    provider: OAuthProvider
+    redirectTo: string
+    linkUserId?: string | null
+    ttlSeconds: number
+    ctx?: RequestContext
+  },
+): Promise<void> {
+  await call(db, SQL.createOAuthState, [
+    args.stateHash,
+    args.bindingHash,
+    args.provider,
+    args.redirectTo,
+    args.linkUserId ?? null,
+    args.ttlSeconds,
+    ctxJson(args.ctx),
+  ])
+}
+
+/** The callback's state, consumed whatever the outcome (a state works once). AU007 bad provider or hash. */
+export async function consumeOAuthState(
+  db: Queryable,
+  args: { stateHash: string; bindingHash: string; provider: OAuthProvider },
+): Promise<ConsumedOAuthState> {
+  return callOne(db, SQL.consumeOAuthState, [args.stateHash, args.bindingHash, args.provider])
+}
+
+/**
+ * Sign-in with a provider identity: the linked user, else the user with the address
+ * (linked when both sides verified it), else a new verified user without password.
+ * AU007 bad provider, providerUserId, code hash or ttl (1..600); AU008 bad email.
+ */
+export async function oauthSignIn(
+  db: Queryable,
+  args: {
+    provider: OAuthProvider
+    providerUserId: string
+    email: string
+    emailVerified: boolean
+    codeHash: string
+    codeTtlSeconds: number
+    ctx?: RequestContext
+  },
+): Promise<OAuthSignInResult> {
+  return callOne(db, SQL.oauthSignIn, [
+    args.provider,
+    args.providerUserId,
+    args.email,
+    args.emailVerified,
+    args.codeHash,
+    args.codeTtlSeconds,
+    ctxJson(args.ctx),
+  ])
+}
+
+/** Trades an exchange code once; undefined when unknown, used, expired or its user inactive. AU007 bad hash. */
+export async function consumeOAuthCode(
+  db: Queryable,
+  args: { codeHash: string; ctx?: RequestContext },
+): Promise<ConsumedOAuthCode | undefined> {
+  const [row] = await call<ConsumedOAuthCode>(db, SQL.consumeOAuthCode, [args.codeHash, ctxJson(args.ctx)])
+  return row
+}
+
+/** Links an identity to a signed-in user. AU002/AU003, AU007 bad provider or providerUserId, AU008 bad email. */
+export async function linkOAuthProvider(
+  db: Queryable,
+  args: {
+    userId: string
+    provider: OAuthProvider
+    providerUserId: string
+    email: string | null
+    emailVerified: boolean
+    ctx?: RequestContext
+  },
+): Promise<OAuthLinkStatus> {
+  return callScalar<OAuthLinkStatus>(db, SQL.linkOAuthProvider, [
+    args.userId,
+    args.provider,
+    args.providerUserId,
+    args.email,
+    args.emailVerified,
+    ctxJson(args.ctx),
+  ])
+}
+
+/** Removes the user's identity of a provider, never the last way in. AU002/AU003, AU007 bad provider. */
+export async function unlinkOAuthProvider(
+  db: Queryable,
+  args: { userId: string; provider: OAuthProvider; ctx?: RequestContext },
+): Promise<OAuthUnlinkStatus> {
+  return callScalar<OAuthUnlinkStatus>(db, SQL.unlinkOAuthProvider, [args.userId, args.provider, ctxJson(args.ctx)])
+}
+
+/** The user's linked identities, in OAUTH_PROVIDERS order. */
+export async function listOAuthProviders(db: Queryable, args: { userId: string }): Promise<OAuthLinkRow[]> {
+  return call<OAuthLinkRow>(db, SQL.listOAuthProviders, [args.userId])
 }
 
 // ---------------------------------------------------------------------------

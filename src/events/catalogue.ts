@@ -23,6 +23,9 @@ export const SessionRevokedReason = Type.Union(
   { description: 'Why the session ended.' },
 )
 
+/** The provider of a linked identity: the labels of activity.oauth_provider. */
+const OAuthProvider = Type.Union([Type.Literal('google'), Type.Literal('github')], { description: 'The identity provider.' })
+
 export const EVENT_PAYLOADS = {
   'user.created': Type.Object({ email: Email }, { additionalProperties: false }),
   'user.verified': Type.Object({ email: Email }, { additionalProperties: false }),
@@ -50,6 +53,8 @@ export const EVENT_PAYLOADS = {
     },
     { additionalProperties: false },
   ),
+  'oauth.linked': Type.Object({ provider: OAuthProvider }, { additionalProperties: false }),
+  'oauth.unlinked': Type.Object({ provider: OAuthProvider }, { additionalProperties: false }),
 } as const satisfies Record<string, TSchema>
 
 export type EventType = keyof typeof EVENT_PAYLOADS

@@ -118,6 +118,8 @@ t.test('cleanup removes what is past retention, keeps what is inside, and yields
     audit_logs: 1,
     trusted_devices: 0,
     mail_budget: 0,
+    oauth_states: 0,
+    oauth_codes: 0,
     unverified_users: 1,
     events: 0,
   })
@@ -154,7 +156,20 @@ t.test('health: healthy with auth figures (exit 0), degraded with a pending migr
   })
   t.same(
     healthy.body.tables?.map((x) => x.table),
-    ['audit_logs', 'email_tokens', 'events', 'login_attempts', 'mail_budget', 'pgmigrations', 'refresh_tokens', 'trusted_devices', 'users'],
+    [
+      'audit_logs',
+      'email_tokens',
+      'events',
+      'login_attempts',
+      'mail_budget',
+      'oauth_codes',
+      'oauth_providers',
+      'oauth_states',
+      'pgmigrations',
+      'refresh_tokens',
+      'trusted_devices',
+      'users',
+    ],
   )
   t.match(healthy.body.locks, { waiting: 0 })
   t.match((await cli(['health'], env)).out, /^database healthy \(latency [\d.]+ ms\)\n(.|\n)*users {4}2 active, 1 unverified/)

@@ -11,12 +11,15 @@ import {
   consumeEmailToken,
   createEmailToken,
   deactivateUser,
+  linkOAuthProvider,
+  oauthSignIn,
   recordFailedLogin,
   revokeRefreshToken,
   revokeUserSession,
   revokeUserSessions,
   rotateRefreshToken,
   signup,
+  unlinkOAuthProvider,
   updatePassword,
 } from '../../src/db/procedures.ts'
 import { EVENT_PAYLOADS, EVENT_TYPES, EVENT_VERSION, type EventType } from '../../src/events/catalogue.ts'
@@ -95,6 +98,23 @@ t.test('every event written validates against its catalogue schema and carries n
   for (let i = 0; i < LOCKOUT.threshold; i++) await recordFailedLogin(api, { email: other.email, ip: null, ...LOCKOUT })
   await newSession(api, other.id)
   await deactivateUser(api, { userId: other.id })
+  const viaGoogle = await oauthSignIn(api, {
+    provider: 'google',
+    providerUserId: remember(hex64()),
+    email: uniqueEmail('oauth'),
+    emailVerified: true,
+    codeHash: remember(hex64()),
+    codeTtlSeconds: 60,
+  })
+  const oauthUser = viaGoogle.userId ?? ''
+  await linkOAuthProvider(api, {
+    userId: oauthUser,
+    provider: 'github',
+    providerUserId: remember(hex64()),
+    email: null,
+    emailVerified: false,
+  })
+  await unlinkOAuthProvider(api, { userId: oauthUser, provider: 'google' })
 
   const events = await rows<{ type: string; version: number; session_id: string | null; payload: unknown }>(
     admin,

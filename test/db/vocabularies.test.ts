@@ -2,7 +2,14 @@
 // TypeScript (the union in src/db/procedures.ts): the two lists must agree, and a
 // value outside them is an API error (AU007), not a failed cast (22P02, a 500).
 import t from 'tap'
-import { EMAIL_TOKEN_PURPOSES, REVOKE_REASONS, createEmailToken, revokeRefreshToken } from '../../src/db/procedures.ts'
+import {
+  EMAIL_TOKEN_PURPOSES,
+  OAUTH_PROVIDERS,
+  REVOKE_REASONS,
+  createEmailToken,
+  revokeRefreshToken,
+  unlinkOAuthProvider,
+} from '../../src/db/procedures.ts'
 import { newUser, rows } from '../helpers/fixtures.ts'
 import { setup } from './procedures/setup.ts'
 
@@ -12,6 +19,7 @@ t.test('the TypeScript unions list the enum labels, in order', async (t) => {
     (await rows<{ label: string }>(ctx.admin, `SELECT unnest(enum_range(NULL::${type}))::text AS label`)).map((r) => r.label)
   t.same(await labels('activity.revoke_reason'), [...REVOKE_REASONS])
   t.same(await labels('activity.email_token_purpose'), [...EMAIL_TOKEN_PURPOSES])
+  t.same(await labels('activity.oauth_provider'), [...OAUTH_PROVIDERS])
 })
 
 t.test('a value outside the type is AU007', async (t) => {
@@ -24,4 +32,5 @@ t.test('a value outside the type is AU007', async (t) => {
     { code: 'invalid_argument' },
     'email token purpose',
   )
+  await t.rejects(unlinkOAuthProvider(ctx.api, { userId: user.id, provider: bad }), { code: 'invalid_argument' }, 'oauth provider')
 })

@@ -49,7 +49,7 @@ t.test('instances sharing a database clean up on their interval, one at a time, 
   await until('the next tick', async () => (await stale()) === 0)
   const all = [...(logs[0] ?? []), ...(logs[1] ?? [])].map((l) => JSON.parse(l) as { msg: string; level: number })
   const done = all.filter((l) =>
-    /^cleanup: refresh_tokens \d+, email_tokens \d+, login_attempts \d+, audit_logs \d+, trusted_devices \d+, mail_budget \d+, unverified_users \d+$/.test(
+    /^cleanup: refresh_tokens \d+, email_tokens \d+, login_attempts \d+, audit_logs \d+, trusted_devices \d+, mail_budget \d+, oauth_states \d+, oauth_codes \d+, unverified_users \d+$/.test(
       l.msg,
     ),
   )

@@ -76,6 +76,8 @@ t.test('sp_cleanup_expired removes what is past its boundary and keeps what is j
     { item: 'audit_logs', deleted: 1 },
     { item: 'trusted_devices', deleted: 0 },
     { item: 'mail_budget', deleted: 0 },
+    { item: 'oauth_states', deleted: 0 },
+    { item: 'oauth_codes', deleted: 0 },
   ])
 
   const tokens = await rows<{ token: string }>(ctx.admin, 'SELECT token FROM activity.refresh_tokens ORDER BY id')

@@ -1,0 +1,23 @@
+-- Up Migration
+--
+-- A user created through a provider has no password (hashed_password NULL): support
+-- needs to tell such accounts apart without seeing the hash. A new last column is an
+-- in-place change of the view (its grant stays).
+
+CREATE OR REPLACE VIEW activity.active_users AS
+  SELECT u.id, u.email, u.is_verified, u.created_at, u.verified_at, u.last_login_at, u.locked_until,
+         u.hashed_password IS NOT NULL AS has_password
+    FROM activity.users u
+   WHERE u.is_active;
+COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes; has_password false: the account signs in through a linked provider only.';
+
+-- Down Migration
+
+-- A view cannot lose a column in place: drop it and create it as it was, with its grant.
+DROP VIEW activity.active_users;
+CREATE VIEW activity.active_users AS
+  SELECT u.id, u.email, u.is_verified, u.created_at, u.verified_at, u.last_login_at, u.locked_until
+    FROM activity.users u
+   WHERE u.is_active;
+COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes.';
+GRANT SELECT ON activity.active_users TO activity_readonly;
