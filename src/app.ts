@@ -7,6 +7,8 @@ import { createMailer } from './auth/mailer.ts'
 import { createPasswordPolicy } from './auth/password-policy.ts'
 import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
+import { providerClients } from './auth/oauth/providers.ts'
+import { OAuthService } from './auth/oauth/service.ts'
 import { AuthService } from './auth/service.ts'
 import type { Config, TrustProxy } from './config.ts'
 import { checkSession, eventsLag } from './db/procedures.ts'
@@ -20,6 +22,7 @@ import jwtPlugin from './plugins/jwt.ts'
 import metricsPlugin from './plugins/metrics.ts'
 import rateLimitPlugin from './plugins/rate-limit.ts'
 import authRoutes from './routes/auth/index.ts'
+import oauthRoutes from './routes/auth/oauth.ts'
 import healthRoutes from './routes/health/index.ts'
 import pageRoutes from './routes/pages/index.ts'
 import wellKnownRoutes from './routes/well-known/index.ts'
@@ -148,5 +151,20 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     credentialRateLimit: limit(rateLimit.credentialsMax),
   })
   await app.register(authRoutes, { prefix: '/api/auth', service, credentialRateLimit: limit(rateLimit.credentialsMax) })
+  const oauth = new OAuthService({
+    db: app.db,
+    // Plain-http provider URLs only outside production (local authorization servers); config refuses them there.
+    clients: providerClients(config.oauth, { allowInsecure: !production, timeoutMs: config.oauth.httpTimeoutMs }),
+    settings: config.oauth,
+    accounts: service,
+    log: app.log,
+  })
+  await app.register(oauthRoutes, {
+    prefix: '/api/auth/oauth',
+    oauth,
+    credentialRateLimit: limit(rateLimit.credentialsMax),
+    secureCookie: config.oauth.publicUrl.startsWith('https://'),
+    stateTtlSeconds: config.oauth.stateTtlSeconds,
+  })
   return app
 }

@@ -79,6 +79,25 @@ export const EnvSchema = Type.Object({
   APP_NAME: Type.String({ default: 'Activity', minLength: 1, maxLength: 100 }),
   LOGIN_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
 
+  // Sign in with Google and GitHub (docs/security.md, "Sign in with a provider"). A provider is
+  // on when its client id is set; production refuses one without its secret. The endpoint URLs
+  // default to the real providers; tests point them at local authorization servers.
+  OAUTH_GOOGLE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  OAUTH_GOOGLE_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  OAUTH_GOOGLE_ISSUER: Type.String({ default: 'https://accounts.google.com', pattern: '^https?://' }),
+  OAUTH_GITHUB_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  OAUTH_GITHUB_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  OAUTH_GITHUB_AUTHORIZATION_URL: Type.String({ default: 'https://github.com/login/oauth/authorize', pattern: '^https?://' }),
+  OAUTH_GITHUB_TOKEN_URL: Type.String({ default: 'https://github.com/login/oauth/access_token', pattern: '^https?://' }),
+  OAUTH_GITHUB_API_URL: Type.String({ default: 'https://api.github.com', pattern: '^https?://' }),
+  // Where the callback may send the browser back to: comma-separated URL prefixes
+  // (origin, or origin + path ending in /). Unset: the origins of APP_URL and LOGIN_URL.
+  OAUTH_REDIRECT_URLS: Type.String({ default: '' }),
+  // How long a sign-in may take at the provider, and how long its one-time code lives.
+  OAUTH_STATE_TTL_SECONDS: Int(600, 60, 3600),
+  OAUTH_CODE_TTL_SECONDS: Int(60, 10, 600),
+  OAUTH_HTTP_TIMEOUT_MS: Int(10_000, 100, 60_000),
+
   // Throttling: per IP and route (rate limit), per account (database lockout).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1 })),
   RATE_LIMIT_ENABLED: Bool(true),
@@ -218,8 +237,24 @@ export interface Config {
     retentionHours: number
   }
   argon2: { memoryKiB: number; timeCost: number; parallelism: number }
+  oauth: OAuthSettings
   password: { minLength: number; breachCheck: { url: string; timeoutMs: number; failOpen: boolean } | undefined }
   cleanup: { intervalMs: number; unverifiedRetentionHours: number; auditRetentionDays: number }
+}
+
+/** The providers that are configured, and the flow's limits (src/auth/oauth/). */
+export interface OAuthSettings {
+  google: { clientId: string; clientSecret: string | undefined; issuer: string } | undefined
+  github: { clientId: string; clientSecret: string | undefined; authorizationUrl: string; tokenUrl: string; apiUrl: string } | undefined
+  /** Where the callback may send the browser: absolute URL prefixes. */
+  redirectUrls: string[]
+  /** Where it goes when the start names no `redirect`. */
+  defaultRedirect: string
+  /** This service's public base (APP_URL): the callback URL registered at the providers is under it. */
+  publicUrl: string
+  stateTtlSeconds: number
+  codeTtlSeconds: number
+  httpTimeoutMs: number
 }
 
 export interface PoolSettings {
@@ -317,6 +352,7 @@ function fromEnv(env: Env): Config {
       retentionHours: env.EVENTS_RETENTION_HOURS,
     },
     argon2: { memoryKiB: env.ARGON2_MEMORY_KIB, timeCost: env.ARGON2_TIME_COST, parallelism: env.ARGON2_PARALLELISM },
+    oauth: oauthSettings(env),
     password: {
       minLength: env.PASSWORD_MIN_LENGTH,
       breachCheck: env.PASSWORD_BREACH_CHECK
@@ -369,6 +405,42 @@ export function parseTrustProxy(value: string): TrustProxy {
     )
   }
   return entries
+}
+
+function oauthSettings(env: Env): OAuthSettings {
+  const google = env.OAUTH_GOOGLE_CLIENT_ID
+  const github = env.OAUTH_GITHUB_CLIENT_ID
+  const origins = [env.APP_URL, env.LOGIN_URL].flatMap((url) => (url === undefined ? [] : [`${new URL(url).origin}/`]))
+  const listed = env.OAUTH_REDIRECT_URLS.split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
+  for (const entry of listed) {
+    if (!URL.canParse(entry) || !/^https?:$/.test(new URL(entry).protocol)) {
+      throw new ConfigError(`invalid configuration: OAUTH_REDIRECT_URLS: ${entry} is not an http(s) URL`)
+    }
+  }
+  return {
+    google:
+      google === undefined
+        ? undefined
+        : { clientId: google, clientSecret: env.OAUTH_GOOGLE_CLIENT_SECRET, issuer: env.OAUTH_GOOGLE_ISSUER },
+    github:
+      github === undefined
+        ? undefined
+        : {
+            clientId: github,
+            clientSecret: env.OAUTH_GITHUB_CLIENT_SECRET,
+            authorizationUrl: env.OAUTH_GITHUB_AUTHORIZATION_URL,
+            tokenUrl: env.OAUTH_GITHUB_TOKEN_URL,
+            apiUrl: env.OAUTH_GITHUB_API_URL,
+          },
+    redirectUrls: listed.length > 0 ? listed : [...new Set(origins)],
+    defaultRedirect: env.LOGIN_URL ?? env.APP_URL,
+    publicUrl: env.APP_URL.replace(/\/+$/, ''),
+    stateTtlSeconds: env.OAUTH_STATE_TTL_SECONDS,
+    codeTtlSeconds: env.OAUTH_CODE_TTL_SECONDS,
+    httpTimeoutMs: env.OAUTH_HTTP_TIMEOUT_MS,
+  }
 }
 
 /** Development defaults that must never reach production. */
@@ -450,6 +522,7 @@ export function assertProductionSafe(config: Config, use: ConfigUse = 'service')
     // Always, not only with verification on: without SMTP, reset links would have nowhere to go.
     if (config.mail.smtpUrl === undefined) problems.push('SMTP_URL is required (production never logs mail)')
     if (!config.mail.allowInsecureAppUrl) problems.push(...insecureAppUrl(config.mail.appUrl))
+    problems.push(...unsafeOAuth(config.oauth))
     if (config.http.trustProxy === true) {
       problems.push('TRUST_PROXY=true trusts any client-written X-Forwarded-For; use a hop count or the proxy addresses')
     }
@@ -476,6 +549,22 @@ export function devRolePasswords(config: Config): string[] {
 }
 
 const LOCAL_HOSTS = /^(localhost|.*\.localhost|127(\.\d{1,3}){3}|\[::1\]|0\.0\.0\.0|\[::\])$/i
+
+/** Why the provider settings are unfit for production (none: fit). */
+function unsafeOAuth(oauth: OAuthSettings): string[] {
+  const problems: string[] = []
+  if (oauth.google !== undefined && oauth.google.clientSecret === undefined) {
+    problems.push('OAUTH_GOOGLE_CLIENT_SECRET is required when OAUTH_GOOGLE_CLIENT_ID is set')
+  }
+  if (oauth.github !== undefined && oauth.github.clientSecret === undefined) {
+    problems.push('OAUTH_GITHUB_CLIENT_SECRET is required when OAUTH_GITHUB_CLIENT_ID is set')
+  }
+  const endpoints = [oauth.google?.issuer, oauth.github?.authorizationUrl, oauth.github?.tokenUrl, oauth.github?.apiUrl]
+  if (endpoints.some((url) => url !== undefined && !url.startsWith('https://'))) {
+    problems.push('OAuth provider URLs must be https (client secrets and codes travel to them)')
+  }
+  return problems
+}
 
 /** Why APP_URL is unfit for mail links in production (none: fit). */
 function insecureAppUrl(appUrl: string): string[] {

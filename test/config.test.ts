@@ -216,3 +216,39 @@ t.test('.env.example lists every variable of the schema, and loads as a valid de
   t.equal(c.nodeEnv, 'development')
   t.ok(c.database.embedded)
 })
+
+t.test('OAuth providers: off unless configured; production refuses one without its secret or over http', async (t) => {
+  const off = loadConfig({})
+  t.equal(off.oauth.google, undefined, 'Google off by default')
+  t.equal(off.oauth.github, undefined, 'GitHub off by default')
+  t.same(off.oauth.redirectUrls, ['http://localhost:8000/'], 'redirects: the origin of APP_URL')
+  t.same(
+    loadConfig({ APP_URL: 'https://auth.example.com/', LOGIN_URL: 'https://app.example.com/login' }).oauth.redirectUrls,
+    ['https://auth.example.com/', 'https://app.example.com/'],
+    'and of LOGIN_URL',
+  )
+  t.equal(loadConfig({ APP_URL: 'https://auth.example.com/' }).oauth.publicUrl, 'https://auth.example.com', 'no trailing slash')
+  t.throws(() => loadConfig({ OAUTH_REDIRECT_URLS: 'app.example.com' }), /OAUTH_REDIRECT_URLS/, 'an entry that is not a URL')
+  t.throws(() => loadConfig({ OAUTH_REDIRECT_URLS: 'javascript:alert(1)' }), /OAUTH_REDIRECT_URLS/)
+  t.throws(() => loadConfig({ OAUTH_STATE_TTL_SECONDS: '5' }), /OAUTH_STATE_TTL_SECONDS/)
+
+  const google = { OAUTH_GOOGLE_CLIENT_ID: 'id.apps.googleusercontent.com', OAUTH_GOOGLE_CLIENT_SECRET: 'GOCSPX-secret' }
+  const github = { OAUTH_GITHUB_CLIENT_ID: 'Iv1.abc', OAUTH_GITHUB_CLIENT_SECRET: 'gh-secret' }
+  t.doesNotThrow(() => loadConfig({ ...PRODUCTION, ...google, ...github }), 'both configured with secrets start')
+  t.throws(
+    () => loadConfig({ ...PRODUCTION, OAUTH_GOOGLE_CLIENT_ID: 'id' }),
+    /OAUTH_GOOGLE_CLIENT_SECRET is required/,
+    'Google without its secret',
+  )
+  t.throws(
+    () => loadConfig({ ...PRODUCTION, OAUTH_GITHUB_CLIENT_ID: 'id' }),
+    /OAUTH_GITHUB_CLIENT_SECRET is required/,
+    'GitHub without its secret',
+  )
+  t.throws(
+    () => loadConfig({ ...PRODUCTION, ...google, OAUTH_GOOGLE_ISSUER: 'http://accounts.example' }),
+    /OAuth provider URLs must be https/,
+    'a plain-http provider in production',
+  )
+  t.doesNotThrow(() => loadConfig({ OAUTH_GITHUB_CLIENT_ID: 'id' }), 'development may try without a secret')
+})

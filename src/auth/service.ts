@@ -252,7 +252,8 @@ export class AuthService {
     return { ...pair, deviceToken: device.token }
   }
 
-  private async startSession(userId: string, ctx: Ctx): Promise<TokenPair> {
+  /** A new session (refresh token family) and its token pair: after a login, or a provider sign-in's exchange. */
+  async startSession(userId: string, ctx: Ctx): Promise<TokenPair> {
     const refresh = newRefreshToken()
     const saved = await sp.saveRefreshToken(this.deps.db, {
       userId,
@@ -312,10 +313,10 @@ export class AuthService {
     await sp.revokeUserSessions(this.deps.db, { userId, exceptFamilyId: null, reason: 'logout_all', ctx })
   }
 
-  async me(userId: string): Promise<sp.UserRow> {
+  async me(userId: string): Promise<sp.UserRow & { providers: sp.OAuthLinkRow[] }> {
     const user = await sp.getUserById(this.deps.db, { userId })
     if (user?.isActive !== true) throw unauthorized('invalid_token', 'session ended')
-    return user
+    return { ...user, providers: await sp.listOAuthProviders(this.deps.db, { userId }) }
   }
 
   /**
@@ -327,6 +328,11 @@ export class AuthService {
     const { user, deviceHash } = await this.checkPassword({ userId }, password, undefined, 'reauth_failed', ctx)
     await this.passwordAccepted(user.email, deviceHash, ctx)
     return user.email
+  }
+
+  /** The password proven again (linking a provider): the reauthentication's lockout and audit. */
+  async confirmPassword(userId: string, password: string, ctx: Ctx): Promise<void> {
+    await this.reauthenticate(userId, password, ctx)
   }
 
   /** After a password change or reset the owner hears of it (ASVS 5.0 6.3.7). */

@@ -36,6 +36,17 @@ export const MeSchema = closed({
   isVerified: Type.Boolean(),
   createdAt: Type.String({ format: 'date-time' }),
   lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  /** False for an account made through a provider until a reset sets one. */
+  hasPassword: Type.Boolean(),
+  /** The linked sign-in providers (Google, GitHub). */
+  providers: Type.Array(
+    closed({
+      provider: Type.Union([Type.Literal('google'), Type.Literal('github')]),
+      email: Type.Union([Type.String(), Type.Null()], { description: 'The address the provider asserted' }),
+      linkedAt: Type.String({ format: 'date-time' }),
+      lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    }),
+  ),
 })
 export const SessionSchema = closed({
   id: Uuid,

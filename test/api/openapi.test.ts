@@ -134,13 +134,18 @@ t.test('every operation is named, summarised, tagged and secured; ids are unique
     'getHealth',
     'getDatabaseHealth',
     'getMetrics',
+    'oauthStart',
+    'oauthCallback',
+    'oauthExchange',
+    'oauthLinkStart',
+    'oauthUnlink',
   ]) {
     t.ok(ids.has(id), `operationId ${id}`)
   }
   const bearerOnly = operationsOf(doc).filter(([, , op]) => op.security?.some((s) => 'bearerAuth' in s))
   t.same(
     bearerOnly.map(([, , op]) => op.operationId).sort(),
-    ['changePassword', 'deleteMe', 'endSession', 'getMe', 'listSessions', 'logoutAll'],
+    ['changePassword', 'deleteMe', 'endSession', 'getMe', 'listSessions', 'logoutAll', 'oauthLinkStart', 'oauthUnlink'],
     'the Bearer operations',
   )
 })

@@ -234,6 +234,13 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         isVerified: user.isVerified,
         createdAt: user.createdAt.toISOString(),
         lastLoginAt: user.lastLoginAt?.toISOString() ?? null,
+        hasPassword: user.hashedPassword !== null,
+        providers: user.providers.map((p) => ({
+          provider: p.provider,
+          email: p.email,
+          linkedAt: p.createdAt.toISOString(),
+          lastLoginAt: p.lastLoginAt?.toISOString() ?? null,
+        })),
       }
     },
   )
