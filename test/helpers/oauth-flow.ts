@@ -18,7 +18,13 @@ export interface OAuthHarness {
 export async function oauthHarness(t: Test, env: Record<string, string> = {}): Promise<OAuthHarness> {
   const google = await startGoogleLike(t)
   const github = await startGitHubLike(t)
-  const h = await build(t, {
+  const h = await build(t, { ...providerEnv(google, github), ...env })
+  return { h, google, github }
+}
+
+/** The settings that point the service at the two local authorization servers. */
+export function providerEnv(google: OAuthHarness['google'], github: OAuthHarness['github']): Record<string, string> {
+  return {
     OAUTH_GOOGLE_CLIENT_ID: google.clientId,
     OAUTH_GOOGLE_CLIENT_SECRET: google.clientSecret,
     OAUTH_GOOGLE_ISSUER: google.issuer,
@@ -27,9 +33,7 @@ export async function oauthHarness(t: Test, env: Record<string, string> = {}): P
     OAUTH_GITHUB_AUTHORIZATION_URL: `${github.baseUrl}/login/oauth/authorize`,
     OAUTH_GITHUB_TOKEN_URL: `${github.baseUrl}/login/oauth/access_token`,
     OAUTH_GITHUB_API_URL: github.baseUrl,
-    ...env,
-  })
-  return { h, google, github }
+  }
 }
 
 /** The value of the binding cookie a response sets. */

@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import { build } from '../helpers/app.ts'
 import { launchBrowser, newContext, watchedPage } from '../helpers/browser.ts'
 import { freePort } from '../helpers/net.ts'
+import { providerEnv } from '../helpers/oauth-flow.ts'
 import { startGitHubLike, startGoogleLike } from '../helpers/oauth-servers.ts'
 
 /** The app's landing page: take the one-time code from the fragment, exchange it, show who signed in. */
@@ -52,14 +53,7 @@ t.test('sign in with Google, then with GitHub, through the browser-facing routes
     APP_URL: api,
     CORS_ORIGINS: app,
     OAUTH_REDIRECT_URLS: `${app}/`,
-    OAUTH_GOOGLE_CLIENT_ID: google.clientId,
-    OAUTH_GOOGLE_CLIENT_SECRET: google.clientSecret,
-    OAUTH_GOOGLE_ISSUER: google.issuer,
-    OAUTH_GITHUB_CLIENT_ID: github.clientId,
-    OAUTH_GITHUB_CLIENT_SECRET: github.clientSecret,
-    OAUTH_GITHUB_AUTHORIZATION_URL: `${github.baseUrl}/login/oauth/authorize`,
-    OAUTH_GITHUB_TOKEN_URL: `${github.baseUrl}/login/oauth/access_token`,
-    OAUTH_GITHUB_API_URL: github.baseUrl,
+    ...providerEnv(google, github),
   })
   await h.app.listen({ port, host: '127.0.0.1' })
   google.state.user = { sub: '9001', email: 'browser@example.com', email_verified: true, name: 'B' }
