@@ -1,4 +1,4 @@
-// The external layer: security headers, CORS and the OpenAPI document, all
+// The external layer: security headers, CORS and the OpenAPI document, mostly
 // from the Fastify ecosystem. Register before the routes: swagger documents
 // only routes added after it.
 import { readFileSync } from 'node:fs'
@@ -31,8 +31,25 @@ const withoutUpgrade = (header: string): string =>
     .filter((part) => part !== '' && part !== 'upgrade-insecure-requests')
     .join('; ')
 
+/**
+ * The headers every answer carries (OWASP REST Security Cheat Sheet): a JSON answer
+ * needs no browser policy beyond these. Helmet's full set (COOP, CORP, referrer policy,
+ * a document CSP, ...) is for HTML: the link pages and the docs register it in their own
+ * scope. One precomputed object set by one synchronous hook: helmet's per-request work
+ * on every JSON answer cost the bare server about 40 % of its requests per second.
+ */
+export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'x-content-type-options': 'nosniff',
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+})
+
 async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions): Promise<void> {
-  await app.register(helmet)
+  app.addHook('onRequest', (_request, reply, done) => {
+    void reply.headers(API_SECURITY_HEADERS)
+    done()
+  })
 
   if (opts.corsOrigins.length > 0) {
     await app.register(cors, {
@@ -84,11 +101,15 @@ async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions)
         buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${String(i)}`),
       },
     })
-    await app.register(swaggerUi, {
-      routePrefix: '/docs',
-      staticCSP: true,
-      transformStaticCSP: withoutUpgrade,
-      uiConfig: { validatorUrl: null },
+    // An HTML page: helmet's headers, in a scope of their own.
+    await app.register(async (docs) => {
+      await docs.register(helmet)
+      await docs.register(swaggerUi, {
+        routePrefix: '/docs',
+        staticCSP: true,
+        transformStaticCSP: withoutUpgrade,
+        uiConfig: { validatorUrl: null },
+      })
     })
   }
 }

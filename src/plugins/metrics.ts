@@ -171,17 +171,21 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     eventsPublished: (count: number) => eventsPublished.inc(count),
   } satisfies AppMetrics)
 
-  app.addHook('onResponse', async (request, reply) => {
-    // Labels are the route pattern and a known method, never the raw URL or
-    // whatever a client sends as a method: each distinct label value is a new series.
-    duration.observe(
-      {
-        method: KNOWN_METHODS.has(request.method) ? request.method : 'OTHER',
-        route: request.routeOptions.url ?? 'unmatched',
-        status_code: String(reply.statusCode),
-      },
-      reply.elapsedTime / 1000,
-    )
+  // One child histogram per (method, route, status), kept: prom-client otherwise hashes a
+  // new label object on every request. The set is bounded: routes are patterns and
+  // methods a known list, never the raw URL or whatever a client sends as a method.
+  const series = new Map<string, ReturnType<typeof duration.labels>>()
+  app.addHook('onResponse', (request, reply, done) => {
+    const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER'
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${method} ${String(reply.statusCode)} ${route}`
+    let child = series.get(key)
+    if (child === undefined) {
+      child = duration.labels({ method, route, status_code: String(reply.statusCode) })
+      series.set(key, child)
+    }
+    child.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   if (opts.serve === false) {

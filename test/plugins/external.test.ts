@@ -30,16 +30,24 @@ async function build(t: Test, opts: ExternalPluginOptions): Promise<FastifyInsta
 
 const allowed = 'https://app.example.com'
 
-t.test('helmet security headers are on API answers and on errors', async (t) => {
+t.test('the API security headers are on JSON answers and on errors; the browser-only ones are not', async (t) => {
   const app = await build(t, { corsOrigins: [], swagger: false })
   for (const res of [
     await app.inject({ method: 'POST', url: '/api/widgets', payload: { name: 'a' } }),
     await app.inject({ method: 'GET', url: '/nowhere' }),
   ]) {
     t.equal(res.headers['x-content-type-options'], 'nosniff')
-    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
-    t.match(res.headers['content-security-policy'], /default-src 'self'/)
-    t.match(res.headers['strict-transport-security'], /max-age=/)
+    t.equal(res.headers['x-frame-options'], 'DENY')
+    t.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'")
+    t.match(res.headers['strict-transport-security'], /max-age=31536000/)
+    for (const browserOnly of [
+      'cross-origin-opener-policy',
+      'cross-origin-resource-policy',
+      'origin-agent-cluster',
+      'x-dns-prefetch-control',
+    ]) {
+      t.notOk(res.headers[browserOnly], `${browserOnly}: for HTML pages, not for JSON`)
+    }
   }
 })
 

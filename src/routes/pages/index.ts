@@ -9,6 +9,7 @@
 // - Form bodies are parsed in this plugin's own scope only (@fastify/formbody is
 //   registered here, not app-wide), so /api/* still answers 415 to a form body.
 // - Their own CSP (csp.ts) replaces helmet's on these routes.
+import helmet from '@fastify/helmet'
 import formbody from '@fastify/formbody'
 import type {} from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply } from 'fastify'
@@ -65,6 +66,8 @@ export default async function pageRoutes(app: FastifyInstance, opts: PageRoutesO
   const limited: { rateLimit?: { max: number; timeWindow: number } } =
     opts.credentialRateLimit === false ? {} : { rateLimit: opts.credentialRateLimit }
 
+  // HTML: helmet's headers for this scope only (the API's JSON answers carry a short set).
+  await app.register(helmet)
   // These routes take HTML forms only; JSON belongs to /api/auth.
   app.removeContentTypeParser('application/json')
   await app.register(formbody)
