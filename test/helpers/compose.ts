@@ -166,11 +166,16 @@ export function npmRunEntry(command: readonly string[]): { entry: string; args: 
   return { entry: m[1], args }
 }
 
-/** `node --import tsx <entry> args` (the image's CMD) → entry and arguments. */
-export function nodeTsxEntry(command: readonly string[]): { entry: string; args: string[] } {
-  const [node, flag, loader, entry, ...args] = command
-  if (node !== 'node' || flag !== '--import' || loader !== 'tsx' || entry === undefined) {
-    throw new Error(`not "node --import tsx <entry>": ${command.join(' ')}`)
+/** `node --enable-source-maps dist/<entry>.js args` (the image's CMD) → entry and arguments. */
+export function nodeEntry(command: readonly string[]): { entry: string; args: string[] } {
+  const [node, flag, entry, ...args] = command
+  if (node !== 'node' || flag !== '--enable-source-maps' || entry === undefined || !entry.startsWith('dist/')) {
+    throw new Error(`not "node --enable-source-maps dist/<entry>.js": ${command.join(' ')}`)
   }
   return { entry, args }
+}
+
+/** The source file npm run build compiles to a dist/ entry (tsconfig.build.json: src/ → dist/). */
+export function sourceOf(distEntry: string): string {
+  return distEntry.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')
 }

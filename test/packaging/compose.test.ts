@@ -9,13 +9,14 @@ import { projectPath } from '../../src/paths.ts'
 import {
   interpolate,
   loadCompose,
-  nodeTsxEntry,
+  nodeEntry,
   npmRunEntry,
   readDockerfile,
   readEnvExample,
   runtimeStage,
   service,
   type VariableUse,
+  sourceOf,
 } from '../helpers/compose.ts'
 
 const example = readEnvExample()
@@ -266,10 +267,19 @@ t.test('Dockerfile: multi-stage, production dependencies, non-root, healthcheck'
   t.equal(runtime.env.get('NODE_ENV'), 'production')
   t.ok(runtime.user !== undefined && !['root', '0'].includes(runtime.user), 'non-root user')
   t.match(runtime.healthcheck?.join(' '), /\/api\/health\/ready/)
-  const cmd = nodeTsxEntry(runtime.cmd ?? [])
-  t.ok(existsSync(projectPath(cmd.entry)), `CMD runs ${cmd.entry}`)
-  const pkg = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { dependencies: Record<string, string> }
-  t.ok('tsx' in pkg.dependencies, 'tsx is a production dependency')
+  const cmd = nodeEntry(runtime.cmd ?? [])
+  t.ok(existsSync(projectPath(sourceOf(cmd.entry))), `CMD runs ${cmd.entry}, compiled from ${sourceOf(cmd.entry)}`)
+  t.match(build?.runs.join('\n'), /npm run build/, 'the build stage compiles')
+  t.ok(
+    runtime.copies.some((c) => c.from === build?.name && c.sources.includes('/app/dist')),
+    'runtime gets the compiled dist/',
+  )
+  const pkg = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as {
+    dependencies: Record<string, string>
+    scripts: Record<string, string>
+  }
+  t.equal(pkg.scripts.build, 'tsc -p tsconfig.build.json')
+  t.ok('tsx' in pkg.dependencies, 'tsx is a production dependency (the operations CLI runs the sources)')
 })
 
 t.test('.dockerignore keeps secrets and local state out, and keeps what the image copies', async (t) => {

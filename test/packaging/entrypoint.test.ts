@@ -28,7 +28,7 @@ import { migrationNames } from '../../src/db/migrate.ts'
 import { PROJECT_ROOT } from '../../src/paths.ts'
 import { nodeArgs } from '../helpers/child.ts'
 import { linksIn, readMail, smtpSink } from '../helpers/smtp.ts'
-import { hostEnv, loadCompose, nodeTsxEntry, npmRunEntry, runtimeStage, service } from '../helpers/compose.ts'
+import { hostEnv, loadCompose, nodeEntry, npmRunEntry, runtimeStage, service } from '../helpers/compose.ts'
 import { freePort } from '../helpers/net.ts'
 
 interface Ran {
@@ -203,7 +203,14 @@ t.test('docker compose up, emulated: postgres entrypoint → migrate → auth-ap
   t.match(again.output(), 'nothing to migrate')
 
   // --- auth-api: the image's CMD with compose's environment.
-  const cmd = nodeTsxEntry(image.cmd ?? [])
+  // The image's CMD runs the compiled service: build it as the image's build stage does.
+  const cmd = nodeEntry(image.cmd ?? [])
+  const built = runChild(
+    process.execPath,
+    [path.join(PROJECT_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    hostEnv(),
+  )
+  t.equal(built.code, 0, 'npm run build compiles the service', { output: built.stdout + built.stderr })
   const apiPort = await freePort()
   const apiEnv = envFor(api.environment ?? {})
   apiEnv.PORT = String(apiPort)
