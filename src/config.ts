@@ -4,6 +4,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { isIP } from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 
 const Bool = (defaultValue: boolean) => Type.Boolean({ default: defaultValue })
@@ -133,6 +134,9 @@ export const EnvSchema = Type.Object({
   ARGON2_MEMORY_KIB: Int(19_456, 1024, 4_194_304),
   ARGON2_TIME_COST: Int(2, 1, 100),
   ARGON2_PARALLELISM: Int(1, 1, 64),
+  // Hashes and verifies in flight at once (the rest wait their turn). Unset: the cores the
+  // process may use; more only multiplies memory (ARGON2_MEMORY_KIB each) for no throughput.
+  ARGON2_MAX_CONCURRENT: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
 
   // Password policy (src/auth/password-policy.ts). The maximum stays 128 code points.
   PASSWORD_MIN_LENGTH: Int(8, 1, 128),
@@ -236,7 +240,7 @@ export interface Config {
     /** Published events older than this are removed by cleanup. */
     retentionHours: number
   }
-  argon2: { memoryKiB: number; timeCost: number; parallelism: number }
+  argon2: { memoryKiB: number; timeCost: number; parallelism: number; maxConcurrent: number }
   oauth: OAuthSettings
   password: { minLength: number; breachCheck: { url: string; timeoutMs: number; failOpen: boolean } | undefined }
   cleanup: { intervalMs: number; unverifiedRetentionHours: number; auditRetentionDays: number }
@@ -351,7 +355,12 @@ function fromEnv(env: Env): Config {
       batchSize: env.EVENTS_BATCH_SIZE,
       retentionHours: env.EVENTS_RETENTION_HOURS,
     },
-    argon2: { memoryKiB: env.ARGON2_MEMORY_KIB, timeCost: env.ARGON2_TIME_COST, parallelism: env.ARGON2_PARALLELISM },
+    argon2: {
+      memoryKiB: env.ARGON2_MEMORY_KIB,
+      timeCost: env.ARGON2_TIME_COST,
+      parallelism: env.ARGON2_PARALLELISM,
+      maxConcurrent: env.ARGON2_MAX_CONCURRENT ?? os.availableParallelism(),
+    },
     oauth: oauthSettings(env),
     password: {
       minLength: env.PASSWORD_MIN_LENGTH,

@@ -1,7 +1,9 @@
-// The processes the bench measures: our service (src/server.ts), the bare
+// The processes the bench measures: our service (compiled: dist/server.js), the bare
 // Fastify ceiling (bench/servers/bare.ts) and the ceiling worker
 // (bench/servers/ceiling-worker.ts), each with the same environment.
+import { spawnSync } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { projectPath } from '../../src/paths.ts'
 import type { BenchDatabase } from './database.ts'
 import { freePort } from './net.ts'
 import { nodeArgs, startChild, waitForHttp, type Child } from './proc.ts'
@@ -50,9 +52,30 @@ export interface Running {
   url: string
 }
 
+let built = false
+
+/**
+ * The production build (`npm run build`: tsc to dist/), made once per bench run: the
+ * service is measured as the image runs it, plain node without a TypeScript loader.
+ */
+export function ensureBuilt(): void {
+  if (built) return
+  const tsc = spawnSync(process.execPath, [projectPath('node_modules/typescript/bin/tsc'), '-p', projectPath('tsconfig.build.json')], {
+    encoding: 'utf8',
+  })
+  if (tsc.status !== 0) throw new Error(`npm run build failed: ${tsc.stdout}${tsc.stderr}`)
+  built = true
+}
+
+/** Node arguments for the compiled service, as the image's CMD runs it. */
+export function serviceArgs(): string[] {
+  ensureBuilt()
+  return ['--enable-source-maps', projectPath('dist/server.js')]
+}
+
 export async function startService(db: BenchDatabase, dataDir: string, env: Record<string, string> = {}): Promise<Running> {
   const port = await freePort()
-  const child = startChild(nodeArgs('src/server.ts'), { env: { ...serviceEnv(db, port, dataDir), ...env } })
+  const child = startChild(serviceArgs(), { env: { ...serviceEnv(db, port, dataDir), ...env } })
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(child, `${url}/api/health/ready`)
   return { child, url }

@@ -1,4 +1,4 @@
-// startup: start to ready of `src/server.ts` with the embedded database, the
+// startup: start to ready of the compiled service (dist/server.js) with the embedded database, the
 // first start (initdb, bootstrap, migrations) and later ones.
 import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -7,12 +7,12 @@ import { stopEmbedded } from '../../src/db/embedded.ts'
 import { median } from '../lib/load.ts'
 import { freePort } from '../lib/net.ts'
 import { log, options } from '../lib/options.ts'
-import { nodeArgs, startChild, waitForHttp } from '../lib/proc.ts'
+import { startChild, waitForHttp } from '../lib/proc.ts'
 import { reportRow } from '../lib/report.ts'
-import { baseEnv } from '../lib/servers.ts'
+import { baseEnv, serviceArgs } from '../lib/servers.ts'
 
 export async function startupSection(): Promise<void> {
-  log('start to ready: `src/server.ts` with the embedded database, first start and later starts')
+  log('start to ready: the compiled service (dist/server.js) with the embedded database, first start and later starts')
   const dir = await mkdtemp(path.join(os.tmpdir(), 'activity-auth-bench-start-'))
   // As root the embedded server runs as `postgres`, which must traverse into it.
   await chmod(dir, 0o711)
@@ -29,7 +29,7 @@ export async function startupSection(): Promise<void> {
     }
     for (let i = 0; i <= options.laterStarts; i++) {
       const started = performance.now()
-      const child = startChild(nodeArgs('src/server.ts'), { env, core: 'all' })
+      const child = startChild(serviceArgs(), { env, core: 'all' })
       try {
         await waitForHttp(child, `http://127.0.0.1:${env.PORT}/api/health/ready`, 180_000)
         times.push((performance.now() - started) / 1000)

@@ -88,3 +88,14 @@ t.test('the whole bundled list of 10,000 common passwords is loaded', async (t) 
     'every listed password long enough to pass the length rule is rejected as common',
   )
 })
+
+t.test('hashes beyond ARGON2_MAX_CONCURRENT wait their turn, and all of them finish', async (t) => {
+  const hasher = createPasswordHasher({ ...FAST, maxConcurrent: 2 })
+  const all = Array.from({ length: 6 }, (_, i) => hasher.hash(`password number ${String(i)}`))
+  t.same(hasher.load(), { active: 2, waiting: 4 }, 'two run, four queue')
+  const hashes = await Promise.all(all)
+  t.equal(new Set(hashes).size, 6)
+  t.same(hasher.load(), { active: 0, waiting: 0 })
+  const checks = await Promise.all(hashes.map((h, i) => hasher.verify(h, `password number ${String(i)}`)))
+  t.same(checks, [true, true, true, true, true, true], 'verifies share the same turns')
+})
