@@ -27,7 +27,12 @@ RUN npm run typecheck \
 FROM node:${NODE_VERSION}-alpine AS runtime
 # pg_dump/pg_restore/psql matching the postgres:16 server, for backups and restores.
 RUN apk add --no-cache postgresql16-client
+# MALLOC_ARENA_MAX=1: on glibc each of libuv's threads keeps its own malloc arena, and
+# each arena keeps the last 19 MiB argon2 buffer it freed (about 80 MB on four threads,
+# docs/performance.md). musl (this Alpine image) returns large blocks at once and ignores
+# the variable; it is here for a glibc base image, where the bench measures it.
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
     DATA_DIR=/app/.data \

@@ -14,7 +14,7 @@ const secret = () => randomBytes(12).toString('base64url')
 const rolePasswords = { AUTH_API_DB_PASSWORD: secret(), WRITE_API_DB_PASSWORD: secret(), READONLY_DB_PASSWORD: secret() }
 
 /** Settings an operator may tune that the bench passes through to every server process alike. */
-const PASSED_THROUGH = /^(ARGON2_|DATABASE_POOL_|DATABASE_IDLE_|REFRESH_|ACCESS_TOKEN_|UV_THREADPOOL_SIZE$|PATH$|HOME$|LANG$|TMPDIR$)/
+const PASSED_THROUGH = /^(ARGON2_|DATABASE_POOL_|DATABASE_IDLE_|REFRESH_|ACCESS_TOKEN_|UV_THREADPOOL_SIZE$|MALLOC_ARENA_MAX$|MALLOC_MMAP_THRESHOLD_$|GLIBC_TUNABLES$|NODE_OPTIONS$|PATH$|HOME$|LANG$|TMPDIR$)/
 
 export function baseEnv(): Record<string, string | undefined> {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => PASSED_THROUGH.test(k)))
@@ -30,6 +30,8 @@ function serviceEnv(db: BenchDatabase, port: number, dataDir: string): Record<st
   return {
     ...baseEnv(),
     NODE_ENV: 'production',
+    // As the image sets it (Dockerfile): one malloc arena, so libuv's threads do not each keep a freed argon2 buffer.
+    MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     HOST: '127.0.0.1',
     PORT: String(port),
