@@ -10,11 +10,11 @@
 // transaction pooler LISTEN cannot work, so there the poll timer is the wake-up. The
 // poll also runs beside LISTEN as a safety net for a notification lost with a connection.
 //
-// The transaction and LISTEN statements are the only SQL text here: they are
-// session control, not data access (that is claimEvents/markEventsPublished).
+// The transaction statements are the only SQL text here: they are session control,
+// not data access (that is claimEvents/markEventsPublished). LISTEN is src/db/listener.ts.
 import type { FastifyBaseLogger } from 'fastify'
 import pg from 'pg'
-import { assertDirectConnection, PooledConnectionError } from '../db/direct-connection.ts'
+import { Backoff, Listener } from '../db/listener.ts'
 import { claimEvents, markEventsPublished } from '../db/procedures.ts'
 import type { EventSink } from './redis-sink.ts'
 
@@ -48,18 +48,6 @@ export interface Publisher {
   readonly wakeUp: 'listen' | 'poll'
 }
 
-/** Doubling delays for one outage; reset() when it is over. */
-class Backoff {
-  private attempt = 0
-  constructor(private readonly range: { minMs: number; maxMs: number }) {}
-  next(): number {
-    return Math.min(this.range.minMs * 2 ** this.attempt++, this.range.maxMs)
-  }
-  reset(): void {
-    this.attempt = 0
-  }
-}
-
 export function createPublisher(opts: PublisherOptions): Publisher {
   const { pool, sink, log, batchSize } = opts
   const retry = opts.retry ?? { minMs: 100, maxMs: 5000 }
@@ -73,7 +61,22 @@ export function createPublisher(opts: PublisherOptions): Publisher {
   let failing = false
   let wakeUp: 'listen' | 'poll' = 'poll'
   const listener =
-    opts.listenUrl === undefined ? undefined : new Listener(opts.listenUrl, opts.listenSsl ?? false, log, retry, () => wake())
+    opts.listenUrl === undefined
+      ? undefined
+      : new Listener(
+          {
+            url: opts.listenUrl,
+            ssl: opts.listenSsl ?? false,
+            channel: EVENTS_CHANNEL,
+            name: 'events',
+            gap: 'the poll covers the gap',
+            unavailable: 'polling every EVENTS_POLL_MS',
+            log,
+            retry,
+          },
+          // Notifications sent while nobody listened are gone: look after a restore too.
+          { onNotify: () => wake(), onRestored: () => wake() },
+        )
 
   /** One batch in one transaction; the number of events published. */
   async function publishBatch(): Promise<number> {
@@ -172,106 +175,5 @@ export function createPublisher(opts: PublisherOptions): Publisher {
     get wakeUp() {
       return wakeUp
     },
-  }
-}
-
-/** The LISTEN connection: reconnects with backoff after a loss, and wakes the publisher on every notification. */
-class Listener {
-  private client: pg.Client | undefined
-  private closed = false
-  private lost = false
-  private reconnectTimer: NodeJS.Timeout | undefined
-  private readonly backoff: Backoff
-
-  constructor(
-    private readonly url: string,
-    private readonly ssl: boolean,
-    private readonly log: PublisherLog,
-    retry: { minMs: number; maxMs: number },
-    private readonly onNotify: () => void,
-  ) {
-    this.backoff = new Backoff(retry)
-  }
-
-  /**
-   * Listens, or answers false behind a transaction pooler (a notification could go to a
-   * server connection nobody listens on). A database that does not answer yet is not
-   * a reason to give up: the connection is retried with backoff, the poll covers the gap.
-   */
-  async start(): Promise<boolean> {
-    try {
-      await assertDirectConnection(this.url, 'DATABASE_URL')
-    } catch (err) {
-      if (err instanceof PooledConnectionError) {
-        this.log.info(
-          { event: 'events_listen_unavailable' },
-          'events: DATABASE_URL goes through a transaction pooler, so LISTEN cannot work; polling every EVENTS_POLL_MS',
-        )
-        return false
-      }
-      this.lostConnection(err)
-      return true
-    }
-    await this.connect().catch((err: unknown) => this.lostConnection(err))
-    return true
-  }
-
-  private async connect(): Promise<void> {
-    const client = new pg.Client({
-      connectionString: this.url,
-      ssl: this.ssl ? { rejectUnauthorized: true } : undefined,
-      application_name: 'activity-auth-events',
-      // A peer that vanished without a reset is found dead and the connection replaced.
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-    })
-    client.on('notification', () => this.onNotify())
-    client.on('error', () => undefined)
-    client.on('end', () => {
-      if (this.client !== client) return
-      this.client = undefined
-      this.lostConnection(new Error('connection ended'))
-    })
-    try {
-      await client.connect()
-      await client.query(`LISTEN ${EVENTS_CHANNEL}`)
-    } catch (err) {
-      await client.end().catch(() => undefined)
-      throw err
-    }
-    // Closed while connecting: nobody will end it later.
-    if (this.closed) await client.end().catch(() => undefined)
-    else this.client = client
-  }
-
-  private lostConnection(err: unknown): void {
-    if (this.closed) return
-    if (!this.lost) {
-      this.lost = true
-      this.log.warn({ event: 'events_listen_lost', err }, 'events: no LISTEN connection; reconnecting (the poll covers the gap)')
-    }
-    this.scheduleReconnect()
-  }
-
-  private scheduleReconnect(): void {
-    if (this.closed) return
-    this.reconnectTimer = setTimeout(() => {
-      this.connect()
-        .then(() => {
-          this.backoff.reset()
-          this.lost = false
-          this.log.info({ event: 'events_listen_restored' }, 'events: LISTEN connection restored')
-          // Notifications sent while nobody listened are gone.
-          this.onNotify()
-        })
-        .catch(() => this.scheduleReconnect())
-    }, this.backoff.next())
-    this.reconnectTimer.unref()
-  }
-
-  async close(): Promise<void> {
-    this.closed = true
-    clearTimeout(this.reconnectTimer)
-    await this.client?.end().catch(() => undefined)
   }
 }
