@@ -89,7 +89,9 @@ BEGIN
     v_wrote := true;
   END LOOP;
   IF v_wrote THEN
-    PERFORM pg_notify('activity_events', '');
+    -- The payload is the user: the session caches of every instance drop that user's
+    -- entries (src/auth/session-cache.ts); the publisher ignores it.
+    PERFORM pg_notify('activity_events', COALESCE(p_user_id::text, ''));
   END IF;
 END
 $$;
@@ -100,7 +102,7 @@ ALTER FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_d
 -- Name: FUNCTION fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) IS 'Internal: appends one audit_logs row (ip, userAgent, requestId come from the request context) and the outbox events it stands for (fn_event_for_audit), then NOTIFY activity_events when there was one.';
+COMMENT ON FUNCTION activity.fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb) IS 'Internal: appends one audit_logs row (ip, userAgent, requestId come from the request context) and the outbox events it stands for (fn_event_for_audit), then NOTIFY activity_events with the user id as payload when there was one.';
 
 --
 -- Name: fn_check_email_token_args(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner

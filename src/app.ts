@@ -21,6 +21,7 @@ import externalPlugin from './plugins/external.ts'
 import jwtPlugin from './plugins/jwt.ts'
 import metricsPlugin from './plugins/metrics.ts'
 import rateLimitPlugin from './plugins/rate-limit.ts'
+import sessionCachePlugin from './plugins/session-cache.ts'
 import authRoutes from './routes/auth/index.ts'
 import oauthRoutes from './routes/auth/oauth.ts'
 import healthRoutes from './routes/health/index.ts'
@@ -80,6 +81,11 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
 
   // app layer
   await app.register(dbPlugin, { pool: config.database.pool, connectionString: options.databaseUrl })
+  await app.register(sessionCachePlugin, {
+    ...config.sessionCache,
+    listenUrl: options.databaseUrl,
+    listenSsl: config.database.pool.ssl,
+  })
   const metricsToken = config.http.metricsToken
   await app.register(metricsPlugin, {
     pool: app.db,
@@ -107,7 +113,8 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     issuer: config.jwt.issuer,
     audience: config.jwt.audience,
     accessTokenTtlSeconds: config.jwt.accessTokenTtlSeconds,
-    checkSession: (userId, sessionId) => checkSession(app.db, { userId, familyId: sessionId }),
+    checkSession: (userId, sessionId) =>
+      app.sessionCache.isLive(userId, sessionId, () => checkSession(app.db, { userId, familyId: sessionId })),
   })
   const refreshPepper = await loadRefreshTokenPepper({ pepper: config.refresh.pepper, dataDir, production })
   const mailer = createMailer({ ...config.mail, production, logger: app.log })
@@ -122,6 +129,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     onLoginOutcome: (outcome) => app.metrics.loginOutcome(outcome),
     onRefreshReuse: () => app.metrics.refreshReuse(),
     onMailSuppressed: (kind) => app.metrics.mailSuppressed(kind),
+    cache: app.sessionCache,
     policy: {
       requireEmailVerification: config.email.requireVerification,
       refreshTokenTtlSeconds: config.refresh.ttlSeconds,

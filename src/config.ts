@@ -99,6 +99,12 @@ export const EnvSchema = Type.Object({
   OAUTH_CODE_TTL_SECONDS: Int(60, 10, 600),
   OAUTH_HTTP_TIMEOUT_MS: Int(10_000, 100, 60_000),
 
+  // Live sessions and account rows kept in memory between authenticated calls, dropped
+  // within milliseconds of a change anywhere (LISTEN activity_events); at most this long.
+  // 0: every call asks the database.
+  SESSION_CACHE_TTL_MS: Int(5000, 0, 60_000),
+  SESSION_CACHE_MAX_USERS: Int(10_000, 1, 1_000_000),
+
   // Throttling: per IP and route (rate limit), per account (database lockout).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1 })),
   RATE_LIMIT_ENABLED: Bool(true),
@@ -242,6 +248,7 @@ export interface Config {
   }
   argon2: { memoryKiB: number; timeCost: number; parallelism: number; maxConcurrent: number }
   oauth: OAuthSettings
+  sessionCache: { ttlMs: number; maxUsers: number }
   password: { minLength: number; breachCheck: { url: string; timeoutMs: number; failOpen: boolean } | undefined }
   cleanup: { intervalMs: number; unverifiedRetentionHours: number; auditRetentionDays: number }
 }
@@ -362,6 +369,7 @@ function fromEnv(env: Env): Config {
       maxConcurrent: env.ARGON2_MAX_CONCURRENT ?? os.availableParallelism(),
     },
     oauth: oauthSettings(env),
+    sessionCache: { ttlMs: env.SESSION_CACHE_TTL_MS, maxUsers: env.SESSION_CACHE_MAX_USERS },
     password: {
       minLength: env.PASSWORD_MIN_LENGTH,
       breachCheck: env.PASSWORD_BREACH_CHECK

@@ -14,6 +14,7 @@ import { badRequest, dbProblem, forbidden, HttpProblem, notFound, tooManyRequest
 import type { Mailer } from './mailer.ts'
 import type { PasswordPolicy } from './password-policy.ts'
 import type { PasswordHasher } from './passwords.ts'
+import type { SessionCache } from './session-cache.ts'
 import { newRefreshToken, type RefreshSuccessor } from './refresh-tokens.ts'
 import { hashToken, isWellFormedToken, newEmailToken } from './tokens.ts'
 
@@ -45,9 +46,17 @@ export interface AuthServiceDeps {
   onRefreshReuse?: () => void
   /** A mail that was due but not sent: its recipient is over the mail budget. */
   onMailSuppressed?: (kind: MailKind) => void
+  /**
+   * Live sessions and account rows in memory (session-cache.ts). Every method that
+   * ends a session or changes what GET /me shows tells it (changed()) before answering.
+   */
+  cache?: SessionCache
 }
 
 export type MailKind = sp.EmailTokenPurpose | 'account_exists'
+
+/** What GET /me shows: the account row and its linked providers. */
+export type Account = sp.UserRow & { providers: sp.OAuthLinkRow[] }
 
 export interface TokenPair {
   accessToken: string
@@ -150,7 +159,8 @@ export class AuthService {
   async verifyEmail(token: string, ctx: Ctx): Promise<void> {
     if (!isWellFormedToken(token)) throw badRequest('invalid_token', 'verification link is invalid')
     try {
-      await sp.consumeEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', ctx })
+      const consumed = await sp.consumeEmailToken(this.deps.db, { tokenHash: hashToken(token), purpose: 'verify_email', ctx })
+      this.changed(consumed.userId)
     } catch (err) {
       throw linkProblem(err)
     }
@@ -247,6 +257,8 @@ export class AuthService {
       ipThreshold: policy.lockout.ipThreshold,
       ctx,
     })
+    // last_login_at moved: GET /me shows it.
+    this.changed(user.userId)
     const pair = await this.startSession(user.userId, ctx)
     this.deps.onLoginOutcome?.('success')
     return { ...pair, deviceToken: device.token }
@@ -286,6 +298,7 @@ export class AuthService {
       ctx,
     })
     if (result.status === 'reuse_detected') {
+      this.changed(result.userId)
       this.deps.onRefreshReuse?.()
       this.deps.log.warn(
         { event: 'refresh_token_reuse', userId: result.userId, sessionId: result.familyId, requestId: ctx.requestId },
@@ -306,17 +319,30 @@ export class AuthService {
   async logout(refreshToken: string, ctx: Ctx): Promise<void> {
     // Idempotent: an unknown or already ended session is not an error for logout.
     if (!isWellFormedToken(refreshToken)) return
-    await sp.revokeRefreshToken(this.deps.db, { tokenHash: hashToken(refreshToken), reason: 'logout', ctx })
+    // The procedure does not say whose session it was: forget every cached one.
+    if (await sp.revokeRefreshToken(this.deps.db, { tokenHash: hashToken(refreshToken), reason: 'logout', ctx })) this.changed()
   }
 
   async logoutAll(userId: string, ctx: Ctx): Promise<void> {
     await sp.revokeUserSessions(this.deps.db, { userId, exceptFamilyId: null, reason: 'logout_all', ctx })
+    this.changed(userId)
   }
 
-  async me(userId: string): Promise<sp.UserRow & { providers: sp.OAuthLinkRow[] }> {
-    const user = await sp.getUserById(this.deps.db, { userId })
-    if (user?.isActive !== true) throw unauthorized('invalid_token', 'session ended')
-    return { ...user, providers: await sp.listOAuthProviders(this.deps.db, { userId }) }
+  async me(userId: string): Promise<Account> {
+    const load = () => this.loadAccount(userId)
+    const account = await (this.deps.cache === undefined ? load() : this.deps.cache.account(userId, load))
+    if (account === undefined) throw unauthorized('invalid_token', 'session ended')
+    return account
+  }
+
+  private async loadAccount(userId: string): Promise<Account | undefined> {
+    const [user, providers] = await Promise.all([sp.getUserById(this.deps.db, { userId }), sp.listOAuthProviders(this.deps.db, { userId })])
+    return user?.isActive === true ? { ...user, providers } : undefined
+  }
+
+  /** Tell the session cache before answering: this instance never serves what it just revoked or changed. */
+  changed(userId?: string): void {
+    this.deps.cache?.changed(userId)
   }
 
   /**
@@ -343,6 +369,7 @@ export class AuthService {
   async deleteAccount(userId: string, password: string, ctx: Ctx): Promise<void> {
     await this.reauthenticate(userId, password, ctx)
     await sp.deactivateUser(this.deps.db, { userId, ctx })
+    this.changed(userId)
   }
 
   async changePassword(userId: string, sessionId: string, current: string, next: string, ctx: Ctx): Promise<void> {
@@ -350,6 +377,7 @@ export class AuthService {
     const email = await this.reauthenticate(userId, current, ctx)
     const hashed = await this.deps.hasher.hash(next)
     const ended = await sp.updatePassword(this.deps.db, { userId, hashedPassword: hashed, endSessions: true, keepFamilyId: sessionId, ctx })
+    this.changed(userId)
     this.deps.log.info({ event: 'password_changed', userId, sessionsEnded: ended, requestId: ctx.requestId }, 'password changed')
     this.noticePasswordChanged(email)
   }
@@ -373,6 +401,7 @@ export class AuthService {
     } catch (err) {
       throw linkProblem(err)
     }
+    this.changed(consumed.userId)
     this.noticePasswordChanged(consumed.email)
   }
 
@@ -434,6 +463,7 @@ export class AuthService {
 
   async endSession(userId: string, sessionId: string, ctx: Ctx): Promise<void> {
     const ended = await sp.revokeUserSession(this.deps.db, { userId, familyId: sessionId, ctx })
+    this.changed(userId)
     if (!ended) throw notFound('session_not_found', 'no such live session')
   }
 }

@@ -25,7 +25,9 @@ function connectCounter(pool: pg.Pool): { readonly count: number } {
 /** pids of auth_api_user's sessions on this database, seen by the superuser. */
 async function backends(admin: pg.Pool, database: string): Promise<number[]> {
   const { rows } = await admin.query<{ pid: number }>(
-    `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = 'auth_api_user' ORDER BY pid`,
+    // The pool's connections: not the session cache's one LISTEN connection (src/db/listener.ts).
+    `SELECT pid FROM pg_stat_activity
+      WHERE datname = $1 AND usename = 'auth_api_user' AND application_name <> 'activity-auth-session_cache' ORDER BY pid`,
     [database],
   )
   return rows.map((r) => r.pid)

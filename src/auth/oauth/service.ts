@@ -32,6 +32,8 @@ export interface OAuthServiceDeps {
     startSession(userId: string, ctx: Ctx): Promise<TokenPair>
     /** Throws the login's problems (401, 429) when the password is wrong. */
     confirmPassword(userId: string, password: string, ctx: Ctx): Promise<void>
+    /** The user's links changed (GET /me shows them): the session cache forgets the account. */
+    changed(userId?: string): void
   }
   log: FastifyBaseLogger
 }
@@ -198,6 +200,7 @@ export class OAuthService {
       { event: 'oauth_sign_in', provider, status: result.status, userId: result.userId, requestId: ctx.requestId },
       'oauth sign-in',
     )
+    if (result.userId !== null) this.deps.accounts.changed(result.userId)
     switch (result.status) {
       case 'signed_in':
       case 'linked':
@@ -224,6 +227,7 @@ export class OAuthService {
       ctx,
     })
     this.deps.log.info({ event: 'oauth_link', provider, status, userId, requestId: ctx.requestId }, 'oauth link')
+    this.deps.accounts.changed(userId)
     switch (status) {
       case 'linked':
       case 'already_linked':
@@ -249,6 +253,7 @@ export class OAuthService {
   async unlink(userId: string, provider: string, ctx: Ctx): Promise<void> {
     if (!(sp.OAUTH_PROVIDERS as readonly string[]).includes(provider)) throw notFound('provider_not_linked', 'no such provider is linked')
     const status = await sp.unlinkOAuthProvider(this.deps.db, { userId, provider: provider as sp.OAuthProvider, ctx })
+    this.deps.accounts.changed(userId)
     if (status === 'not_linked') throw notFound('provider_not_linked', 'no such provider is linked')
     if (status === 'last_way_in') {
       throw new HttpProblem(409, 'last_way_in', 'this is the only way into the account: set a password or link another provider first')
