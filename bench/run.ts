@@ -4,7 +4,7 @@
 //
 //   npm run bench                         the full run (about 15 minutes on 2 cores)
 //   npm run bench -- --quick              short runs, 100k users / 500k tokens for growth
-//   npm run bench -- --only=http,login    a subset: http, login, growth, rss, startup, peer, enum
+//   npm run bench -- --only=http,login    a subset: http, login, growth, rss, startup, peer, enum, revoke
 //   npm run bench -- --smoke              what `npm test` runs (test/bench/smoke.test.ts)
 //   npm run bench -- --json=/tmp/out.json write the results elsewhere
 // Env: BENCH_DATABASE_URL (a superuser URL: use that server instead of an embedded
@@ -35,6 +35,7 @@ import { growthSection } from './sections/growth.ts'
 import { httpSection } from './sections/http.ts'
 import { loginSection } from './sections/login.ts'
 import { peerSection } from './sections/peer.ts'
+import { revokeSection } from './sections/revoke.ts'
 import { rssSection } from './sections/rss.ts'
 import { startupSection } from './sections/startup.ts'
 
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     if (options.sections.has('peer')) await peerSection(ctx)
     if (options.sections.has('growth')) await growthSection(ctx)
     if (options.sections.has('enum')) await enumSection(ctx)
+    if (options.sections.has('revoke')) await revokeSection(ctx)
     await service.child.stop()
     service = undefined
     if (options.sections.has('rss')) await rssSection(ctx)

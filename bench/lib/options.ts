@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { projectPath } from '../../src/paths.ts'
 import type { Plan } from './load.ts'
 
-export const SECTIONS = ['http', 'login', 'growth', 'rss', 'startup', 'peer', 'enum'] as const
+export const SECTIONS = ['http', 'login', 'growth', 'rss', 'startup', 'peer', 'enum', 'revoke'] as const
 export type Section = (typeof SECTIONS)[number]
 
 const { values: flags } = parseArgs({
@@ -35,6 +35,7 @@ const defaults = {
     laterStarts: 3,
     enumPairs: 200,
     enumWarmup: 20,
+    revocations: 200,
   },
   quick: {
     seconds: 3,
@@ -47,6 +48,7 @@ const defaults = {
     laterStarts: 1,
     enumPairs: 100,
     enumWarmup: 10,
+    revocations: 50,
   },
   smoke: {
     seconds: 1,
@@ -59,6 +61,7 @@ const defaults = {
     laterStarts: 0,
     enumPairs: 5,
     enumWarmup: 1,
+    revocations: 3,
   },
 }[profile]
 
@@ -77,13 +80,14 @@ export const options = {
   laterStarts: defaults.laterStarts,
   enumPairs: Math.max(1, Math.round(envNumber('BENCH_ENUM_PAIRS', defaults.enumPairs))),
   enumWarmup: defaults.enumWarmup,
+  revocations: Math.max(1, Math.round(envNumber('BENCH_REVOCATIONS', defaults.revocations))),
   sections: selectedSections(),
   jsonPath: flags.json ?? projectPath('bench', 'results', 'latest.json'),
 }
 
 function selectedSections(): Set<Section> {
   const only = flags.only ?? process.env.BENCH_ONLY
-  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'login', 'rss', 'enum'])
+  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'login', 'rss', 'enum', 'revoke'])
   if (only === undefined || only === '') return new Set(SECTIONS)
   const picked = only.split(',').map((s) => s.trim())
   const unknown = picked.filter((s) => !(SECTIONS as readonly string[]).includes(s))

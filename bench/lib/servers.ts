@@ -14,7 +14,8 @@ const secret = () => randomBytes(12).toString('base64url')
 const rolePasswords = { AUTH_API_DB_PASSWORD: secret(), WRITE_API_DB_PASSWORD: secret(), READONLY_DB_PASSWORD: secret() }
 
 /** Settings an operator may tune that the bench passes through to every server process alike. */
-const PASSED_THROUGH = /^(ARGON2_|DATABASE_POOL_|DATABASE_IDLE_|REFRESH_|ACCESS_TOKEN_|UV_THREADPOOL_SIZE$|MALLOC_ARENA_MAX$|MALLOC_MMAP_THRESHOLD_$|GLIBC_TUNABLES$|NODE_OPTIONS$|PATH$|HOME$|LANG$|TMPDIR$)/
+const PASSED_THROUGH =
+  /^(ARGON2_|DATABASE_POOL_|DATABASE_IDLE_|REFRESH_|ACCESS_TOKEN_|UV_THREADPOOL_SIZE$|MALLOC_ARENA_MAX$|MALLOC_MMAP_THRESHOLD_$|GLIBC_TUNABLES$|NODE_OPTIONS$|PATH$|HOME$|LANG$|TMPDIR$)/
 
 export function baseEnv(): Record<string, string | undefined> {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => PASSED_THROUGH.test(k)))

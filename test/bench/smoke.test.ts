@@ -71,6 +71,8 @@ t.test('npm run bench -- --smoke: every row of our side and its ceilings is fill
     /^enumeration: login p50, wrong password ÷ unknown email/,
     /^enumeration: health probe after signup/,
     /^enumeration: health probe after verify-email, unknown token ÷ malformed token/,
+    /^revocation seen by another instance, p50/,
+    /^revocation seen by another instance, p99/,
   ]) {
     t.ok(
       figures.some((f) => expected.test(f)),
