@@ -12,12 +12,12 @@ import { OAuthService } from './auth/oauth/service.ts'
 import { AuthService } from './auth/service.ts'
 import type { Config, TrustProxy } from './config.ts'
 import { checkSession, eventsLag } from './db/procedures.ts'
-import { loggingServerOptions } from './logging.ts'
+import { loggingServerOptions, type RequestLogController } from './logging.ts'
 import cleanupPlugin from './plugins/cleanup.ts'
 import dbPlugin from './plugins/db.ts'
 import errorsPlugin, { errorServerOptions } from './plugins/errors.ts'
 import eventsPlugin from './plugins/events.ts'
-import externalPlugin from './plugins/external.ts'
+import externalPlugin, { API_SECURITY_HEADERS } from './plugins/external.ts'
 import jwtPlugin from './plugins/jwt.ts'
 import metricsPlugin from './plugins/metrics.ts'
 import rateLimitPlugin from './plugins/rate-limit.ts'
@@ -63,13 +63,15 @@ export function serverOptions(config: Config, logStream?: DestinationStream): Fa
 }
 
 export async function buildApp(config: Config, options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify(serverOptions(config, options.logStream))
+  const constructorOptions = serverOptions(config, options.logStream)
+  const app = Fastify(constructorOptions)
   const { rateLimit, production, dataDir } = config
   // The credential routes' stricter per-IP budget, in the window of the global one.
   const limit = (max: number) => (rateLimit.enabled ? { max, timeWindow: rateLimit.windowSeconds * 1000 } : false)
 
   // external layer
-  await app.register(errorsPlugin)
+  // The API's security headers ride on the errors plugin's request-id hook: one hook per request.
+  await app.register(errorsPlugin, { headers: API_SECURITY_HEADERS })
   await app.register(externalPlugin, { corsOrigins: config.http.corsOrigins, swagger: config.http.swagger })
   await app.register(rateLimitPlugin, {
     enabled: rateLimit.enabled,
@@ -94,6 +96,8 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     ...(metricsToken === undefined ? {} : { token: metricsToken }),
     rateLimitStoreUp: () => app.rateLimitStore() !== 'memory-fallback',
     outboxLag: () => eventsLag(app.db),
+    // Fed by the request log controller, which runs for every request anyway.
+    requests: constructorOptions.logController as RequestLogController,
   })
   await app.register(cleanupPlugin, {
     intervalMs: config.cleanup.intervalMs,

@@ -83,11 +83,22 @@ function requestIdOptions(): Pick<FastifyServerOptions, 'requestIdHeader' | 'gen
  * replaces the deprecated disableRequestLogging + onResponse hook pairing.
  */
 export class RequestLogController extends LogController {
+  private readonly observers: ((request: FastifyRequest, reply: FastifyReply) => void)[] = []
+
+  /**
+   * Also call fn for every completed request (the metrics histogram): Fastify calls this
+   * controller for every request anyway, so an observer here costs no hook of its own.
+   */
+  onCompleted(fn: (request: FastifyRequest, reply: FastifyReply) => void): void {
+    this.observers.push(fn)
+  }
+
   override incomingRequest(): void {
     // Logged once, on completion.
   }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    for (const observe of this.observers) observe(request, reply)
     const line = {
       method: request.method,
       route: request.routeOptions.url ?? 'unmatched',

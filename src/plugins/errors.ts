@@ -185,7 +185,15 @@ export function errorServerOptions(): Pick<FastifyServerOptions, 'ajv' | 'framew
 /** Methods checked for 405 even if their routes were added before this plugin. */
 const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
-async function errorsPlugin(app: FastifyInstance): Promise<void> {
+export interface ErrorsPluginOptions {
+  /**
+   * Headers every answer carries besides x-request-id (the API's security headers,
+   * external.ts): set by the same hook, so a request pays for one hook, not two.
+   */
+  headers?: Readonly<Record<string, string>>
+}
+
+async function errorsPlugin(app: FastifyInstance, opts: ErrorsPluginOptions = {}): Promise<void> {
   // Shared by every route's error responses (src/schemas/responses.ts): one schema to
   // serialize problems with, one component in the OpenAPI document.
   app.addSchema({ ...ProblemSchema, $id: PROBLEM_SCHEMA_ID })
@@ -200,8 +208,9 @@ async function errorsPlugin(app: FastifyInstance): Promise<void> {
   app.removeContentTypeParser('text/plain')
 
   // Synchronous: an async hook costs a promise on every request.
+  const headers = opts.headers ?? {}
   app.addHook('onRequest', (request, reply, done) => {
-    void reply.header('x-request-id', responseRequestId(request))
+    void reply.headers(headers).header('x-request-id', responseRequestId(request))
     done()
   })
 

@@ -32,25 +32,19 @@ const withoutUpgrade = (header: string): string =>
     .join('; ')
 
 /**
- * The headers every answer carries (OWASP REST Security Cheat Sheet): a JSON answer
- * needs no browser policy beyond these. Helmet's full set (COOP, CORP, referrer policy,
- * a document CSP, ...) is for HTML: the link pages and the docs register it in their own
- * scope. One precomputed object set by one synchronous hook: helmet's per-request work
- * on every JSON answer cost the bare server about 40 % of its requests per second.
+ * The headers every answer carries: nosniff (a JSON body is never sniffed into a script
+ * or a page) and HSTS. The rest of helmet's set (CSP, frame options, COOP, CORP, referrer
+ * policy, ...) governs documents a browser renders; the link pages and the docs register
+ * helmet in their own scope. One precomputed object, set by the errors plugin's
+ * request-id hook (app.ts): helmet's per-request work on every JSON answer cost the bare
+ * server about 40 % of its requests per second (docs/performance.md).
  */
 export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'x-content-type-options': 'nosniff',
   'strict-transport-security': 'max-age=31536000; includeSubDomains',
-  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
-  'x-frame-options': 'DENY',
 })
 
 async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions): Promise<void> {
-  app.addHook('onRequest', (_request, reply, done) => {
-    void reply.headers(API_SECURITY_HEADERS)
-    done()
-  })
-
   if (opts.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: opts.corsOrigins,

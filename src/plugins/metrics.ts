@@ -5,10 +5,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { METHODS } from 'node:http'
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type pg from 'pg'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { HttpProblem } from '../http/problem.ts'
+import type { RequestLogController } from '../logging.ts'
 import { responses, text } from '../schemas/responses.ts'
 
 export type PoolCounters = Pick<pg.Pool, 'totalCount' | 'idleCount' | 'waitingCount'>
@@ -24,6 +25,11 @@ export interface MetricsPluginOptions {
   rateLimitStoreUp?: () => boolean
   /** The outbox's backlog (eventsLag), read at every scrape. */
   outboxLag?: () => Promise<OutboxLag>
+  /**
+   * Where completed requests are reported (the app's RequestLogController): set, the
+   * duration histogram is fed from there instead of an onResponse hook of its own.
+   */
+  requests?: Pick<RequestLogController, 'onCompleted'>
 }
 
 export interface OutboxLag {
@@ -175,7 +181,7 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
   // new label object on every request. The set is bounded: routes are patterns and
   // methods a known list, never the raw URL or whatever a client sends as a method.
   const series = new Map<string, ReturnType<typeof duration.labels>>()
-  app.addHook('onResponse', (request, reply, done) => {
+  const observe = (request: FastifyRequest, reply: FastifyReply): void => {
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER'
     const route = request.routeOptions.url ?? 'unmatched'
     const key = `${method} ${String(reply.statusCode)} ${route}`
@@ -185,8 +191,13 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
       series.set(key, child)
     }
     child.observe(reply.elapsedTime / 1000)
-    done()
-  })
+  }
+  if (opts.requests !== undefined) opts.requests.onCompleted(observe)
+  else
+    app.addHook('onResponse', (request, reply, done) => {
+      observe(request, reply)
+      done()
+    })
 
   if (opts.serve === false) {
     app.log.info('GET /metrics is not served: set METRICS_TOKEN to scrape it in production')
