@@ -156,6 +156,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/confirm-email-change": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The page a change-of-email mail link opens
+         * @description A page with one button that posts the token to POST /confirm-email-change. Opening it changes nothing (mail scanners prefetch links).
+         */
+        get: operations["getConfirmEmailChangePage"];
+        put?: never;
+        /**
+         * Confirm a change of email (the change page's form)
+         * @description Spends the change-of-email token, moves the account to the new address and ends every session; answers with a result page.
+         */
+        post: operations["confirmEmailChangeForm"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/assets/auth-pages.js": {
         parameters: {
             query?: never;
@@ -253,7 +277,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log in with email and password: a token pair and a device token */
+        /** Log in with email or username and password: a token pair and a device token */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -327,7 +351,8 @@ export interface paths {
         delete: operations["deleteMe"];
         options?: never;
         head?: never;
-        patch?: never;
+        /** Change the profile: username, first and last name, phone (null clears a field) */
+        patch: operations["updateMe"];
         trace?: never;
     };
     "/api/auth/change-password": {
@@ -410,6 +435,40 @@ export interface paths {
         post?: never;
         /** End one session of the account */
         delete: operations["endSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/change-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ask to move the account to a new address (the password again): a link goes to it, a notice to the current one */
+        post: operations["changeEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/confirm-email-change": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Confirm a change of email with the token of the link mailed to the new address (ends every session) */
+        post: operations["confirmEmailChange"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1088,6 +1147,152 @@ export interface operations {
             };
         };
     };
+    getConfirmEmailChangePage: {
+        parameters: {
+            query?: {
+                /** @description the one-time token of the mail link */
+                token?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page with the confirm button */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The link is incomplete or damaged */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirmEmailChangeForm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success page: the account has the new address */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or a page: the link is incomplete, invalid, expired or used, with what to do next */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Another account took the address meanwhile */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getAuthPagesScript: {
         parameters: {
             query?: never;
@@ -1441,7 +1646,9 @@ export interface operations {
             content: {
                 "application/json": {
                     /** Format: email */
-                    email: string;
+                    email?: string;
+                    /** @description A username or an email address */
+                    identifier?: string;
                     password: string;
                     deviceToken?: string;
                 };
@@ -1464,7 +1671,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`) */
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or neither or both of email and identifier (`validation_failed`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1473,7 +1680,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The email or password is wrong (`invalid_credentials`) */
+            /** @description The email, username or password is wrong (`invalid_credentials`; an unknown username answers the same) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1834,6 +2041,10 @@ export interface operations {
                         createdAt: string;
                         lastLoginAt: string | null;
                         hasPassword: boolean;
+                        username: string | null;
+                        firstName: string | null;
+                        lastName: string | null;
+                        phone: string | null;
                         providers: {
                             provider: "google" | "github";
                             /** @description The address the provider asserted */
@@ -1950,6 +2161,134 @@ export interface operations {
                 };
             };
             /** @description Too many requests from this address (`rate_limited`); or too many failed logins (`too_many_attempts`); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    username?: string | null;
+                    firstName?: string | null;
+                    lastName?: string | null;
+                    phone?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The account after the change, as GET /me answers it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        id: string;
+                        email: string;
+                        isVerified: boolean;
+                        /** Format: date-time */
+                        createdAt: string;
+                        lastLoginAt: string | null;
+                        hasPassword: boolean;
+                        username: string | null;
+                        firstName: string | null;
+                        lastName: string | null;
+                        phone: string | null;
+                        providers: {
+                            provider: "google" | "github";
+                            /** @description The address the provider asserted */
+                            email: string | null;
+                            /** Format: date-time */
+                            linkedAt: string;
+                            lastLoginAt: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or a field breaks its rule (`invalid_username`: 3–32 letters, digits, `_` or `.`; `username_reserved`; `invalid_phone`: not a valid number with its country code; `invalid_name`: over 100 characters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Another account has the username, in any letter case (`username_taken`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2359,6 +2698,201 @@ export interface operations {
             };
             /** @description No such live session of this account (`session_not_found`) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    changeEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    password: string;
+                    /** Format: email */
+                    newEmail: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted; the same answer whether or not the new address has an account */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        message: string;
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or the new address is not valid (`invalid_email`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`); or too many failed logins (`too_many_attempts`); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirmEmailChange: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The account has the new address, verified; every session has ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        email: string;
+                        sessionsEnded: number;
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or the link is invalid, expired or already used (`invalid_token`, `token_expired`, `token_used`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Another account took the address meanwhile (`email_taken`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

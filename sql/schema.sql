@@ -12,7 +12,8 @@ ALTER SCHEMA activity OWNER TO activity_owner;
 
 CREATE TYPE activity.email_token_purpose AS ENUM (
     'verify_email',
-    'reset_password'
+    'reset_password',
+    'change_email'
 );
 
 ALTER TYPE activity.email_token_purpose OWNER TO activity_owner;
@@ -52,7 +53,8 @@ CREATE TYPE activity.revoke_reason AS ENUM (
     'reuse_detected',
     'password_changed',
     'password_reset',
-    'user_deactivated'
+    'user_deactivated',
+    'email_changed'
 );
 
 ALTER TYPE activity.revoke_reason OWNER TO activity_owner;
@@ -245,6 +247,7 @@ DECLARE
                            WHEN 'password_reset' THEN 'password_reset'
                            WHEN 'user_deactivated' THEN 'user_deactivated'
                            WHEN 'sessions_revoked' THEN p_details->>'reason'
+                           WHEN 'email_changed' THEN 'email_changed'
                          END;
 BEGIN
   -- Events are about accounts: a lock on an address without one, or a cleanup, has none.
@@ -307,6 +310,15 @@ BEGIN
     WHEN 'oauth_linked' THEN
       type := 'oauth.linked';
       payload := jsonb_build_object('provider', p_details->>'provider');
+      RETURN NEXT;
+    WHEN 'profile_updated' THEN
+      type := 'user.profile_updated';
+      payload := jsonb_build_object('fields', COALESCE(p_details->'fields', '[]'));
+      RETURN NEXT;
+    WHEN 'email_changed' THEN
+      type := 'user.email_changed';
+      payload := jsonb_build_object('email', p_details->>'email', 'previousEmail', p_details->>'old_email',
+                                    'sessionsEnded', COALESCE((p_details->>'sessions_ended')::int, 0));
       RETURN NEXT;
     WHEN 'oauth_unlinked' THEN
       type := 'oauth.unlinked';
@@ -486,7 +498,8 @@ CREATE FUNCTION activity.fn_require_email_token_purpose(p_purpose text) RETURNS 
     SET search_path TO 'activity', 'pg_temp'
     AS $$
 BEGIN
-  IF p_purpose IS NULL OR NOT p_purpose = ANY (enum_range(NULL::activity.email_token_purpose)::text[]) THEN
+  IF p_purpose IS NULL OR p_purpose = 'change_email'
+     OR NOT p_purpose = ANY (enum_range(NULL::activity.email_token_purpose)::text[]) THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown email token purpose';
   END IF;
   RETURN p_purpose::activity.email_token_purpose;
@@ -499,7 +512,7 @@ ALTER FUNCTION activity.fn_require_email_token_purpose(p_purpose text) OWNER TO 
 -- Name: FUNCTION fn_require_email_token_purpose(p_purpose text); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) IS 'Internal: the text as an email_token_purpose; AU007 when NULL or not one of its labels.';
+COMMENT ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) IS 'Internal: the text as an email_token_purpose of the generic link procedures; AU007 when NULL, not one of its labels, or change_email (handled only by the email-change procedures).';
 
 --
 -- Name: fn_require_oauth_provider(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -526,6 +539,32 @@ ALTER FUNCTION activity.fn_require_oauth_provider(p_provider text) OWNER TO acti
 COMMENT ON FUNCTION activity.fn_require_oauth_provider(p_provider text) IS 'Internal: the text as an oauth_provider; AU007 when NULL or not one of its labels.';
 
 --
+-- Name: fn_require_person_name(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_require_person_name(p_name text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_name text := NULLIF(btrim(p_name), '');
+BEGIN
+  IF char_length(v_name) > 100 OR v_name ~ '[[:cntrl:]]' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU014', MESSAGE = 'names are at most 100 characters, without control characters';
+  END IF;
+  RETURN v_name;
+END
+$$;
+
+ALTER FUNCTION activity.fn_require_person_name(p_name text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_require_person_name(p_name text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_require_person_name(p_name text) IS 'Internal: the name trimmed, NULL when empty; AU014 when longer than 100 characters or holding a control character.';
+
+--
 -- Name: fn_require_revoke_reason(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -548,6 +587,32 @@ ALTER FUNCTION activity.fn_require_revoke_reason(p_reason text) OWNER TO activit
 --
 
 COMMENT ON FUNCTION activity.fn_require_revoke_reason(p_reason text) IS 'Internal: the text as a revoke_reason; AU007 when NULL or not one of its labels.';
+
+--
+-- Name: fn_require_username(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_require_username(p_username text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+BEGIN
+  IF p_username IS NULL OR p_username !~ '^[A-Za-z0-9_.]{3,32}$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU012', MESSAGE = 'username must be 3..32 letters, digits, _ or .';
+  ELSIF activity.fn_username_is_reserved(p_username) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU011', MESSAGE = 'username is reserved';
+  END IF;
+  RETURN p_username;
+END
+$_$;
+
+ALTER FUNCTION activity.fn_require_username(p_username text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_require_username(p_username text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_require_username(p_username text) IS 'Internal: the username when it is 3..32 of [A-Za-z0-9_.] (AU012 otherwise) and not reserved (AU011).';
 
 --
 -- Name: fn_reserve_attempt(text, text, integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -653,24 +718,46 @@ ALTER FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max
 COMMENT ON FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) IS 'Internal: counts one mail of a kind to an address; true while within p_max per window.';
 
 --
+-- Name: fn_username_is_reserved(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_username_is_reserved(p_username text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT lower(p_username) = ANY (ARRAY[
+    'admin', 'administrator', 'root', 'support', 'help', 'system', 'sysadmin', 'api', 'auth', 'oauth',
+    'me', 'null', 'undefined', 'nobody', 'anonymous', 'owner', 'staff', 'security', 'moderator',
+    'postmaster', 'webmaster', 'hostmaster', 'abuse', 'noreply', 'no-reply', 'info', 'activity',
+    'login', 'logout', 'signup', 'account', 'settings', 'profile', 'user', 'users', 'test'])
+$$;
+
+ALTER FUNCTION activity.fn_username_is_reserved(p_username text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_username_is_reserved(p_username text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_username_is_reserved(p_username text) IS 'Internal: whether a username is reserved (any letter case); the one list of reserved names. Inlined by the planner.';
+
+--
 -- Name: sp_begin_login(text, uuid, text, text, integer, integer, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(allowed boolean, locked_until timestamp with time zone, trusted boolean, user_id uuid, email text, hashed_password text, is_active boolean, is_verified boolean)
+CREATE FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(allowed boolean, locked_until timestamp with time zone, trusted boolean, user_id uuid, email text, hashed_password text, is_active boolean, is_verified boolean)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'activity', 'pg_temp'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 DECLARE
-  v_email   text := left(lower(btrim(p_email)), 255);
+  v_key     text := left(lower(btrim(p_identifier)), 255);
   v_ip      text := left(NULLIF(btrim(p_ip), ''), 255);
   v_user    activity.users%ROWTYPE;
   v_trusted boolean := false;
   v_lock    timestamptz;
 BEGIN
   PERFORM activity.fn_check_lockout_policy(p_threshold, p_base_seconds, p_max_seconds, p_ip_threshold, p_window_seconds);
-  IF p_device_hash IS NOT NULL AND p_device_hash !~ '^[0-9a-f]{64}$' THEN
-    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'device hash must be lowercase hex SHA-256';
+  IF p_device_hash IS NOT NULL THEN
+    PERFORM activity.fn_check_sha256_hex(p_device_hash, 'device hash');
   END IF;
   IF p_user_id IS NOT NULL THEN
     -- Re-authentication of a signed-in user: the account's own counter.
@@ -678,12 +765,21 @@ BEGIN
     IF NOT FOUND THEN
       RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
     END IF;
-    v_email := v_user.email;
+    v_key := v_user.email;
   ELSE
-    IF v_email IS NULL OR v_email = '' THEN
-      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'email is required';
+    IF v_key IS NULL OR v_key = '' THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'identifier is required';
     END IF;
-    SELECT * INTO v_user FROM activity.users u WHERE u.email = v_email;
+    -- No username has an @: an identifier with one is an address.
+    IF strpos(v_key, '@') > 0 THEN
+      SELECT * INTO v_user FROM activity.users u WHERE u.email = v_key;
+    ELSE
+      SELECT * INTO v_user FROM activity.users u WHERE lower(u.username) = v_key;
+    END IF;
+    -- The account's counter is keyed by its address whichever name was typed; an
+    -- unknown username keeps its own key (it cannot collide with an address), so it
+    -- locks after as many guesses as a real one.
+    v_key := COALESCE(v_user.email, v_key);
   END IF;
 
   IF p_device_hash IS NOT NULL AND v_user.id IS NOT NULL THEN
@@ -699,7 +795,7 @@ BEGIN
       v_lock := activity.fn_reserve_attempt('ip', v_ip, p_ip_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
     END IF;
     IF v_lock IS NULL THEN
-      v_lock := activity.fn_reserve_attempt('email', v_email, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
+      v_lock := activity.fn_reserve_attempt('email', v_key, p_threshold, p_base_seconds, p_max_seconds, p_window_seconds);
       -- Refused by the account: the address did nothing the ip must pay for.
       IF v_lock IS NOT NULL AND v_ip IS NOT NULL THEN
         PERFORM activity.fn_release_attempt('ip', v_ip, p_ip_threshold);
@@ -709,7 +805,7 @@ BEGIN
 
   IF v_lock IS NOT NULL THEN
     PERFORM activity.fn_audit('login_refused', v_user.id, p_ctx,
-      jsonb_build_object('email', v_email, 'locked_until', v_lock, 'trusted_device', v_trusted,
+      jsonb_build_object('email', v_key, 'locked_until', v_lock, 'trusted_device', v_trusted,
                          'reauth', p_user_id IS NOT NULL));
     RETURN QUERY SELECT false, v_lock, v_trusted, NULL::uuid, NULL::text, NULL::text, NULL::boolean, NULL::boolean;
     RETURN;
@@ -717,15 +813,15 @@ BEGIN
   RETURN QUERY SELECT true, NULL::timestamptz, v_trusted, v_user.id, v_user.email::text, v_user.hashed_password::text,
                       v_user.is_active, v_user.is_verified;
 END
-$_$;
+$$;
 
-ALTER FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+ALTER FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
 
 --
--- Name: FUNCTION sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) IS 'Starts a password check: reserves (counts) the attempt before the password is verified, per trusted device, or per ip and normalised email; refuses while locked (allowed false, locked_until, audit login_refused). With p_user_id it is a re-authentication of that user (AU002 unknown). Returns the user row (null for an unknown email) when allowed. AU007 bad policy, email or device hash.';
+COMMENT ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) IS 'Starts a password check for an identifier (an address when it holds an @, else a username, any letter case): reserves (counts) the attempt before the password is verified, per trusted device, or per ip and the account''s normalised address (an unknown identifier: itself, normalised); refuses while locked (allowed false, locked_until, audit login_refused). With p_user_id it is a re-authentication of that user (AU002 unknown). Returns the user row (null for an unknown identifier) when allowed; sp_end_login_attempt then takes the account''s email, or the unknown identifier itself. AU007 bad policy, identifier or device hash.';
 
 --
 -- Name: sp_check_login_lock(text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1011,6 +1107,67 @@ ALTER FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_ha
 --
 
 COMMENT ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) IS 'Records a successful password check: last_login_at/ip; from a trusted device (p_device_hash) clears that device''s counter and extends it, otherwise clears the account counter, gives the ip reservation back and trusts a new device (p_new_device_hash; ten per user). Returns the device hash in effect. AU002/AU003/AU007. Audit login_success.';
+
+--
+-- Name: sp_confirm_email_change(text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(user_id uuid, old_email text, new_email text, sessions_ended integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_user_id uuid;
+  v_token   activity.email_tokens%ROWTYPE;
+  v_user    activity.users%ROWTYPE;
+  v_ended   uuid[];
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_token_hash, 'token hash');
+  SELECT e.user_id INTO v_user_id FROM activity.email_tokens e
+   WHERE e.token_hash = p_token_hash::bpchar AND e.purpose = 'change_email';
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU004', MESSAGE = 'unknown token';
+  END IF;
+  -- Lock order: users row (FOR UPDATE: every session ends), then the token row.
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = v_user_id FOR UPDATE;
+  SELECT * INTO v_token FROM activity.email_tokens e WHERE e.token_hash = p_token_hash::bpchar FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU004', MESSAGE = 'unknown token';
+  ELSIF v_token.used_at IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU006', MESSAGE = 'token already used';
+  ELSIF v_token.expires_at <= now() THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU005', MESSAGE = 'token expired';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+
+  BEGIN
+    -- Following the link proves control of the new mailbox: it counts as verified.
+    UPDATE activity.users u
+       SET email = v_token.email, is_verified = true, verified_at = now(), updated_at = now()
+     WHERE u.id = v_user.id;
+  EXCEPTION WHEN unique_violation THEN
+    -- Someone signed up with the address since the link was sent.
+    RAISE EXCEPTION USING ERRCODE = 'AU001', MESSAGE = 'email already registered';
+  END;
+  v_ended := activity.fn_revoke_user_families(v_user.id, NULL, 'email_changed');
+  -- This link and every other outstanding one (sent to the old address) die with the change.
+  UPDATE activity.email_tokens e SET used_at = now() WHERE e.user_id = v_user.id AND e.used_at IS NULL;
+  PERFORM activity.fn_audit('email_changed', v_user.id, p_ctx,
+    jsonb_build_object('old_email', v_user.email, 'email', v_token.email,
+                       'sessions_ended', cardinality(v_ended), 'family_ids', to_jsonb(v_ended)));
+  RETURN QUERY SELECT v_user.id, v_user.email::text, v_token.email::text, cardinality(v_ended);
+END
+$$;
+
+ALTER FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_confirm_email_change(p_token_hash text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) IS 'Uses a change_email token: the account takes the new address (verified), every session ends (email_changed), every other unused email token is burnt. Returns the user, both addresses and the sessions ended. AU004 unknown or other purpose, AU006 used, AU005 expired, AU003 inactive, AU001 the address was taken meanwhile, AU007 bad hash format. Audit email_changed.';
 
 --
 -- Name: sp_consume_email_token(text, text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1454,6 +1611,27 @@ ALTER FUNCTION activity.sp_events_lag() OWNER TO activity_owner;
 --
 
 COMMENT ON FUNCTION activity.sp_events_lag() IS 'Publisher metrics: one row, the number of unpublished events and the creation time of the oldest (NULL when none).';
+
+--
+-- Name: sp_get_profile(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_profile(p_user_id uuid) RETURNS TABLE(username text, first_name text, last_name text, phone text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT u.username::text, u.first_name::text, u.last_name::text, u.phone::text
+    FROM activity.users u
+   WHERE u.id = p_user_id
+$$;
+
+ALTER FUNCTION activity.sp_get_profile(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_profile(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_profile(p_user_id uuid) IS 'The profile fields of the user (username, first and last name, phone), active or not; no row when unknown. Writes nothing.';
 
 --
 -- Name: sp_get_used_email_token(text, text, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1920,6 +2098,67 @@ ALTER FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) 
 --
 
 COMMENT ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) IS 'Records a successful login: last_login_at/ip, clears the failure counter and the email lock. AU002/AU003. Audit login_success.';
+
+--
+-- Name: sp_request_email_change(uuid, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, old_email text, new_email text, mail_new boolean, mail_old boolean)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_email  text := lower(btrim(p_new_email));
+  v_user   activity.users%ROWTYPE;
+  v_taken  boolean;
+  v_new    boolean;
+  v_old    boolean;
+BEGIN
+  IF v_email IS NULL OR length(v_email) > 255 OR v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU008', MESSAGE = 'invalid email address';
+  END IF;
+  PERFORM activity.fn_check_sha256_hex(p_token_hash, 'token hash');
+  IF p_ttl_seconds IS NULL OR p_ttl_seconds <= 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be > 0';
+  END IF;
+  PERFORM activity.fn_check_mail_policy(p_mail_max, p_mail_window_seconds);
+  -- The users row lock serialises concurrent requests: only the newest link works.
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  IF v_email = v_user.email THEN
+    -- The caller already knows their own address: nothing to hide, nothing to send.
+    RETURN QUERY SELECT 'unchanged'::text, v_user.email::text, v_email, false, false;
+    RETURN;
+  END IF;
+
+  v_taken := EXISTS (SELECT 1 FROM activity.users o WHERE o.email = v_email);
+  v_old := activity.fn_take_mail_budget(v_user.email, 'email_change_notice', p_mail_max, p_mail_window_seconds);
+  IF v_taken THEN
+    v_new := activity.fn_take_mail_budget(v_email, 'email_in_use', p_mail_max, p_mail_window_seconds);
+  ELSE
+    v_new := activity.fn_take_mail_budget(v_email, 'change_email', p_mail_max, p_mail_window_seconds);
+    IF v_new THEN
+      PERFORM activity.fn_issue_email_token(v_user.id, v_email, 'change_email', p_token_hash, p_ttl_seconds, p_ctx);
+    END IF;
+  END IF;
+  PERFORM activity.fn_audit('email_change_requested', v_user.id, p_ctx,
+    jsonb_build_object('email', v_user.email, 'new_email', v_email, 'taken', v_taken, 'mailed', v_new));
+  RETURN QUERY SELECT CASE WHEN v_taken THEN 'taken' ELSE 'link' END, v_user.email::text, v_email, v_new, v_old;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) IS 'Asks to move the account to a new address (the caller has re-authenticated). status link: the address is free, a change_email token (its hash, the new address in email_tokens.email) is stored when mail_new (the new address within its mail budget); taken: another account has it, mail_new says whether to send it a notice; unchanged: it is the current address, nothing happens. mail_old: send the notice to the current address (link and taken, within its budget). AU002/AU003, AU007 bad hash, ttl or mail policy, AU008 bad email. Audit email_change_requested (+ email_token_created).';
 
 --
 -- Name: sp_request_email_link(text, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -2519,6 +2758,88 @@ ALTER FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password tex
 COMMENT ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) IS 'Sets a new password hash. With p_end_sessions revokes every session but p_keep_family_id (password_changed), burns every unused email token, and returns how many sessions ended; without, a rehash. AU002/AU003/AU007.';
 
 --
+-- Name: sp_update_profile(uuid, jsonb, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(username text, first_name text, last_name text, phone text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  v_old     activity.users%ROWTYPE;
+  v_new     activity.users%ROWTYPE;
+  v_key     text;
+  v_changed text[] := '{}';
+BEGIN
+  IF p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'changes must be a JSON object';
+  END IF;
+  FOR v_key IN SELECT k FROM jsonb_object_keys(p_changes) AS k LOOP
+    IF v_key NOT IN ('username', 'first_name', 'last_name', 'phone') THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown profile field ' || v_key;
+    ELSIF jsonb_typeof(p_changes->v_key) NOT IN ('string', 'null') THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = v_key || ' must be a string or null';
+    END IF;
+  END LOOP;
+
+  SELECT * INTO v_old FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_old.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  v_new := v_old;
+  IF p_changes ? 'username' THEN
+    v_new.username := CASE WHEN p_changes->>'username' IS NOT NULL THEN activity.fn_require_username(p_changes->>'username') END;
+  END IF;
+  IF p_changes ? 'first_name' THEN
+    v_new.first_name := activity.fn_require_person_name(p_changes->>'first_name');
+  END IF;
+  IF p_changes ? 'last_name' THEN
+    v_new.last_name := activity.fn_require_person_name(p_changes->>'last_name');
+  END IF;
+  IF p_changes ? 'phone' THEN
+    IF p_changes->>'phone' !~ '^\+[1-9][0-9]{4,14}$' THEN
+      RAISE EXCEPTION USING ERRCODE = 'AU013', MESSAGE = 'phone must be E.164';
+    END IF;
+    v_new.phone := p_changes->>'phone';
+  END IF;
+
+  -- Only what differs is written, audited and announced (a case change of the username counts).
+  SELECT COALESCE(array_agg(f ORDER BY f), '{}') INTO v_changed
+    FROM unnest(ARRAY[
+      CASE WHEN v_new.username IS DISTINCT FROM v_old.username THEN 'username' END,
+      CASE WHEN v_new.first_name IS DISTINCT FROM v_old.first_name THEN 'first_name' END,
+      CASE WHEN v_new.last_name IS DISTINCT FROM v_old.last_name THEN 'last_name' END,
+      CASE WHEN v_new.phone IS DISTINCT FROM v_old.phone THEN 'phone' END]) AS f
+   WHERE f IS NOT NULL;
+  IF cardinality(v_changed) > 0 THEN
+    BEGIN
+      UPDATE activity.users u
+         SET username = v_new.username, first_name = v_new.first_name, last_name = v_new.last_name,
+             phone = v_new.phone, updated_at = now()
+       WHERE u.id = p_user_id;
+    EXCEPTION WHEN unique_violation THEN
+      -- Also settles parallel claims of one name: the index lets exactly one through.
+      RAISE EXCEPTION USING ERRCODE = 'AU010', MESSAGE = 'username taken';
+    END;
+    -- Field names only: a profile value (a phone number) is personal data the audit log does not need.
+    PERFORM activity.fn_audit('profile_updated', p_user_id, p_ctx, jsonb_build_object('fields', to_jsonb(v_changed)));
+  END IF;
+  RETURN QUERY SELECT v_new.username::text, v_new.first_name::text, v_new.last_name::text, v_new.phone::text;
+END
+$_$;
+
+ALTER FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) IS 'Sets the profile fields present in p_changes (keys username, first_name, last_name, phone; a null clears); returns the profile after. Names are trimmed (empty clears). Writes and audits profile_updated {fields} only when something differs. AU002/AU003 unknown or inactive user, AU007 not an object, unknown key or non-string value, AU010 username taken (any letter case, also under a race), AU011 username reserved, AU012 bad username, AU013 phone not E.164, AU014 name too long.';
+
+--
 -- Name: sp_verify_user_email(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -2607,10 +2928,18 @@ CREATE TABLE activity.users (
     last_login_ip inet,
     failed_login_attempts integer DEFAULT 0 NOT NULL,
     locked_until timestamp with time zone,
+    username character varying(32),
+    first_name character varying(100),
+    last_name character varying(100),
+    phone character varying(16),
     CONSTRAINT users_email_format_check CHECK (((email)::text ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text)),
     CONSTRAINT users_email_lowercase_check CHECK (((email)::text = lower((email)::text))),
     CONSTRAINT users_failed_login_attempts_check CHECK ((failed_login_attempts >= 0)),
+    CONSTRAINT users_first_name_check CHECK ((((first_name)::text = btrim((first_name)::text)) AND ((first_name)::text <> ''::text))),
     CONSTRAINT users_hashed_password_check CHECK (((hashed_password)::text ~~ '$argon2%'::text)),
+    CONSTRAINT users_last_name_check CHECK ((((last_name)::text = btrim((last_name)::text)) AND ((last_name)::text <> ''::text))),
+    CONSTRAINT users_phone_format_check CHECK (((phone)::text ~ '^\+[1-9][0-9]{4,14}$'::text)),
+    CONSTRAINT users_username_format_check CHECK (((username)::text ~ '^[A-Za-z0-9_.]{3,32}$'::text)),
     CONSTRAINT users_verified_at_check CHECK ((is_verified = (verified_at IS NOT NULL)))
 );
 
@@ -2621,6 +2950,18 @@ ALTER TABLE activity.users OWNER TO activity_owner;
 --
 
 COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string, or NULL: no password (the user signs in only through a linked provider, activity.oauth_providers). No procedure sets it to NULL, and sp_unlink_oauth_provider never removes the last way in, so an active user always keeps one.';
+
+--
+-- Name: COLUMN users.username; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.users.username IS 'Optional sign-in name, 3..32 of [A-Za-z0-9_.], stored as given, unique case-insensitively (users_username_lower_idx); reserved names are refused by fn_require_username.';
+
+--
+-- Name: COLUMN users.phone; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.users.phone IS 'E.164 (+ and up to 15 digits), validated by the service with libphonenumber-js.';
 
 --
 -- Name: active_sessions; Type: VIEW; Schema: activity; Owner: activity_owner
@@ -2669,7 +3010,11 @@ CREATE VIEW activity.active_users AS
     u.verified_at,
     u.last_login_at,
     u.locked_until,
-    (u.hashed_password IS NOT NULL) AS has_password
+    (u.hashed_password IS NOT NULL) AS has_password,
+    u.username,
+    u.first_name,
+    u.last_name,
+    u.phone
    FROM activity.users u
   WHERE u.is_active;
 
@@ -2679,7 +3024,7 @@ ALTER TABLE activity.active_users OWNER TO activity_owner;
 -- Name: VIEW active_users; Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON VIEW activity.active_users IS 'Active accounts, without password hashes; has_password false: the account signs in through a linked provider only.';
+COMMENT ON VIEW activity.active_users IS 'Active accounts with their profile fields, without password hashes; has_password false: the account signs in through a linked provider only.';
 
 --
 -- Name: audit_logs; Type: TABLE; Schema: activity; Owner: activity_owner
@@ -2845,7 +3190,7 @@ CREATE TABLE activity.mail_budget (
     kind text NOT NULL,
     window_start timestamp with time zone DEFAULT now() NOT NULL,
     sent integer NOT NULL,
-    CONSTRAINT mail_budget_kind_check CHECK ((kind = ANY (ARRAY['verify_email'::text, 'reset_password'::text, 'account_exists'::text]))),
+    CONSTRAINT mail_budget_kind_check CHECK ((kind = ANY (ARRAY['verify_email'::text, 'reset_password'::text, 'account_exists'::text, 'change_email'::text, 'email_in_use'::text, 'email_change_notice'::text]))),
     CONSTRAINT mail_budget_sent_check CHECK ((sent >= 0))
 );
 
@@ -3336,6 +3681,12 @@ CREATE INDEX trusted_devices_user_id_idx ON activity.trusted_devices USING btree
 CREATE INDEX users_created_at_idx ON activity.users USING btree (created_at) WHERE (NOT is_verified);
 
 --
+-- Name: users_username_lower_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE UNIQUE INDEX users_username_lower_idx ON activity.users USING btree (lower((username)::text));
+
+--
 -- Name: audit_logs audit_logs_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -3490,10 +3841,22 @@ REVOKE ALL ON FUNCTION activity.fn_require_email_token_purpose(p_purpose text) F
 REVOKE ALL ON FUNCTION activity.fn_require_oauth_provider(p_provider text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION fn_require_person_name(p_name text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_require_person_name(p_name text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_require_revoke_reason(p_reason text); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
 REVOKE ALL ON FUNCTION activity.fn_require_revoke_reason(p_reason text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_require_username(p_username text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_require_username(p_username text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION fn_reserve_attempt(p_scope text, p_key text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3514,11 +3877,17 @@ REVOKE ALL ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except
 REVOKE ALL ON FUNCTION activity.fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer) FROM PUBLIC;
 
 --
--- Name: FUNCTION sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION fn_username_is_reserved(p_username text); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
-REVOKE ALL ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION activity.sp_begin_login(p_email text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) TO auth_api_user;
+REVOKE ALL ON FUNCTION activity.fn_username_is_reserved(p_username text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_check_login_lock(p_email text, p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3568,6 +3937,13 @@ GRANT ALL ON FUNCTION activity.sp_cleanup_unverified_users(p_older_than_hours in
 
 REVOKE ALL ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_complete_login(p_user_id uuid, p_ip text, p_device_hash text, p_new_device_hash text, p_device_ttl_seconds integer, p_ip_threshold integer, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_confirm_email_change(p_token_hash text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3639,6 +4015,13 @@ GRANT ALL ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id big
 
 REVOKE ALL ON FUNCTION activity.sp_events_lag() FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_events_lag() TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_profile(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_profile(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_profile(p_user_id uuid) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_get_used_email_token(p_token_hash text, p_purpose text, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3716,6 +4099,13 @@ GRANT ALL ON FUNCTION activity.sp_record_failed_login(p_email text, p_ip text, p
 
 REVOKE ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_request_email_link(p_email text, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3809,6 +4199,13 @@ GRANT ALL ON FUNCTION activity.sp_update_last_login(p_user_id uuid, p_ip text) T
 
 REVOKE ALL ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_password text, p_end_sessions boolean, p_keep_family_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_verify_user_email(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner

@@ -9,6 +9,7 @@ import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
 import { providerClients } from './auth/oauth/providers.ts'
 import { OAuthService } from './auth/oauth/service.ts'
+import { ProfileService } from './auth/profile.ts'
 import { AuthService } from './auth/service.ts'
 import type { Config, TrustProxy } from './config.ts'
 import { checkSession, eventsLag } from './db/procedures.ts'
@@ -24,6 +25,7 @@ import rateLimitPlugin from './plugins/rate-limit.ts'
 import sessionCachePlugin from './plugins/session-cache.ts'
 import authRoutes from './routes/auth/index.ts'
 import oauthRoutes from './routes/auth/oauth.ts'
+import profileRoutes from './routes/auth/profile.ts'
 import healthRoutes from './routes/health/index.ts'
 import pageRoutes from './routes/pages/index.ts'
 import wellKnownRoutes from './routes/well-known/index.ts'
@@ -31,6 +33,7 @@ import wellKnownRoutes from './routes/well-known/index.ts'
 declare module 'fastify' {
   interface FastifyInstance {
     auth: AuthService
+    profile: ProfileService
   }
 }
 
@@ -146,9 +149,20 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     },
   })
   app.decorate('auth', service)
+  const profile = new ProfileService({
+    db: app.db,
+    mailer,
+    log: app.log,
+    policy: { emailTokenTtlSeconds: config.email.tokenTtlSeconds, mailBudget: config.mailBudget },
+    confirmPassword: (userId, password, ctx) => service.confirmPassword(userId, password, ctx),
+    onMailSuppressed: (kind) => app.metrics.mailSuppressed(kind),
+    changed: (userId) => service.changed(userId),
+  })
+  app.decorate('profile', profile)
   // Background mail finishes before the pool and the transport close.
   app.addHook('onClose', async () => {
     await service.drain()
+    await profile.drain()
     await mailer.close()
   })
 
@@ -163,6 +177,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     credentialRateLimit: limit(rateLimit.credentialsMax),
   })
   await app.register(authRoutes, { prefix: '/api/auth', service, credentialRateLimit: limit(rateLimit.credentialsMax) })
+  await app.register(profileRoutes, { prefix: '/api/auth', profile, service, credentialRateLimit: limit(rateLimit.credentialsMax) })
   const oauth = new OAuthService({
     db: app.db,
     // Plain-http provider URLs only outside production (local authorization servers); config refuses them there.

@@ -110,3 +110,69 @@ export function passwordChangedMail(appUrl: string): MailContent {
     ]),
   }
 }
+
+/** To the new address of a change of email: nothing changes until this link is opened. */
+export function emailChangeMail(link: string): MailContent {
+  return {
+    subject: 'Confirm your new email address',
+    text: [
+      'Someone asked to move an account to this email address. To confirm it, open this link:',
+      '',
+      link,
+      '',
+      'The link works once and expires. Confirming signs you out everywhere; sign in again with this address.',
+      IGNORE,
+    ].join('\n'),
+    html: html([
+      'Someone asked to move an account to this email address.',
+      button(link, 'Confirm my new email address'),
+      `Or copy this link into your browser: ${escapeHtml(link)}`,
+      'The link works once and expires. Confirming signs you out everywhere; sign in again with this address.',
+      IGNORE,
+    ]),
+  }
+}
+
+/**
+ * To the current address when its account asks to move: the owner learns of it even when
+ * it was not them. Sent whether or not the new address is free, so it tells nothing about it.
+ */
+export function emailChangeNoticeMail(appUrl: string, newEmail: string): MailContent {
+  return {
+    subject: 'A change of your email address was requested',
+    text: [
+      `Someone signed in to your account asked to change its email address to ${newEmail}.`,
+      'Nothing changes until the link sent to that address is opened.',
+      '',
+      'If it was not you, change your password now and sign out everywhere:',
+      appUrl,
+    ].join('\n'),
+    html: html([
+      `Someone signed in to your account asked to change its email address to ${escapeHtml(newEmail)}.`,
+      'Nothing changes until the link sent to that address is opened.',
+      `If it was not you, change your password now and sign out everywhere: ${button(appUrl, appUrl)}`,
+    ]),
+  }
+}
+
+/**
+ * Sent instead of the confirmation link when the new address of a change already has an
+ * account: the requester's answer is the same either way, only this address's owner learns of it.
+ */
+export function emailInUseMail(appUrl: string): MailContent {
+  return {
+    subject: 'Someone tried to use your email address',
+    text: [
+      'Someone tried to move another account to this email address, but you already have an account with it.',
+      '',
+      'If it was you, there is nothing to do here: an address belongs to one account.',
+      'If it was not you, you can ignore this message: your account has not been changed.',
+      appUrl,
+    ].join('\n'),
+    html: html([
+      'Someone tried to move another account to this email address, but you already have an account with it.',
+      'If it was you, there is nothing to do here: an address belongs to one account.',
+      `If it was not you, you can ignore this message: your account has not been changed. ${button(appUrl, appUrl)}`,
+    ]),
+  }
+}

@@ -2,7 +2,16 @@
 // nothing is sent and one log line carries the recipient, subject and link, so the
 // verify and reset flows still work by copying the link from the log.
 import nodemailer from 'nodemailer'
-import { accountExistsMail, passwordChangedMail, passwordResetMail, verificationMail, type MailContent } from './mail-templates.ts'
+import {
+  accountExistsMail,
+  emailChangeMail,
+  emailChangeNoticeMail,
+  emailInUseMail,
+  passwordChangedMail,
+  passwordResetMail,
+  verificationMail,
+  type MailContent,
+} from './mail-templates.ts'
 
 export interface MailerOptions {
   /** e.g. smtp://user:pass@host:587 or smtps://…; append ?pool=true to reuse connections. Unset: log only. */
@@ -23,6 +32,10 @@ export interface Mailer {
   sendPasswordReset(to: string, token: string): Promise<void>
   sendAccountExists(to: string): Promise<void>
   sendPasswordChanged(to: string): Promise<void>
+  /** Change of email: the link to the new address, the notice to the current one, the notice to a taken one. */
+  sendEmailChange(to: string, token: string): Promise<void>
+  sendEmailChangeNotice(to: string, newEmail: string): Promise<void>
+  sendEmailInUse(to: string): Promise<void>
   close(): Promise<void>
 }
 
@@ -58,6 +71,16 @@ export function createMailer(opts: MailerOptions): Mailer {
     },
     async sendPasswordChanged(to) {
       await send(to, passwordChangedMail(base), base)
+    },
+    async sendEmailChange(to, token) {
+      const link = tokenLink('/confirm-email-change', token)
+      await send(to, emailChangeMail(link), link)
+    },
+    async sendEmailChangeNotice(to, newEmail) {
+      await send(to, emailChangeNoticeMail(base, newEmail), base)
+    },
+    async sendEmailInUse(to) {
+      await send(to, emailInUseMail(base), base)
     },
     async close() {
       transport?.close()

@@ -55,8 +55,8 @@ export interface AuthServiceDeps {
 
 export type MailKind = sp.EmailTokenPurpose | 'account_exists'
 
-/** What GET /me shows: the account row and its linked providers. */
-export type Account = sp.UserRow & { providers: sp.OAuthLinkRow[] }
+/** What GET /me shows: the account row, its profile and its linked providers. */
+export type Account = sp.UserRow & sp.Profile & { providers: sp.OAuthLinkRow[] }
 
 export interface TokenPair {
   accessToken: string
@@ -234,9 +234,10 @@ export class AuthService {
     })
   }
 
-  async login(email: string, password: string, deviceToken: string | undefined, ctx: Ctx): Promise<LoginResult> {
+  /** identifier: an address or a username; both count against the account's one lockout key. */
+  async login(identifier: string, password: string, deviceToken: string | undefined, ctx: Ctx): Promise<LoginResult> {
     const { policy } = this.deps
-    const { user, deviceHash } = await this.checkPassword({ email }, password, deviceToken, 'login_failed', ctx)
+    const { user, deviceHash } = await this.checkPassword({ email: identifier }, password, deviceToken, 'login_failed', ctx)
     if (user.isVerified !== true && policy.requireEmailVerification) {
       await this.passwordAccepted(user.email, deviceHash, ctx)
       this.deps.onLoginOutcome?.('unverified')
@@ -336,8 +337,12 @@ export class AuthService {
   }
 
   private async loadAccount(userId: string): Promise<Account | undefined> {
-    const [user, providers] = await Promise.all([sp.getUserById(this.deps.db, { userId }), sp.listOAuthProviders(this.deps.db, { userId })])
-    return user?.isActive === true ? { ...user, providers } : undefined
+    const [user, profile, providers] = await Promise.all([
+      sp.getUserById(this.deps.db, { userId }),
+      sp.getProfile(this.deps.db, { userId }),
+      sp.listOAuthProviders(this.deps.db, { userId }),
+    ])
+    return user?.isActive === true && profile !== undefined ? { ...user, ...profile, providers } : undefined
   }
 
   /** Tell the session cache before answering: this instance never serves what it just revoked or changed. */

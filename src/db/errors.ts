@@ -17,6 +17,16 @@ export const DB_ERRORS = {
   AU007: { code: 'invalid_argument', status: 400, problem: 'validation_failed', detail: 'a value was refused' },
   AU008: { code: 'invalid_email', status: 400, problem: 'invalid_email', detail: 'email address is not valid' },
   AU009: { code: 'already_verified', status: 409, problem: 'already_verified', detail: 'the address is already verified' },
+  AU010: { code: 'username_taken', status: 409, problem: 'username_taken', detail: 'that username is taken' },
+  AU011: { code: 'username_reserved', status: 400, problem: 'username_reserved', detail: 'that username is reserved' },
+  AU012: {
+    code: 'invalid_username',
+    status: 400,
+    problem: 'invalid_username',
+    detail: 'a username is 3 to 32 letters, digits, underscores or dots',
+  },
+  AU013: { code: 'invalid_phone', status: 400, problem: 'invalid_phone', detail: 'the phone number is not valid' },
+  AU014: { code: 'invalid_name', status: 400, problem: 'invalid_name', detail: 'a name is at most 100 characters' },
 } as const
 
 export type DbErrorSqlstate = keyof typeof DB_ERRORS

@@ -27,10 +27,11 @@ export const REVOKE_REASONS = [
   'password_changed',
   'password_reset',
   'user_deactivated',
+  'email_changed',
 ] as const
 export type RevokeReason = (typeof REVOKE_REASONS)[number]
 /** The labels of the SQL enum activity.email_token_purpose. */
-export const EMAIL_TOKEN_PURPOSES = ['verify_email', 'reset_password'] as const
+export const EMAIL_TOKEN_PURPOSES = ['verify_email', 'reset_password', 'change_email'] as const
 export type EmailTokenPurpose = (typeof EMAIL_TOKEN_PURPOSES)[number]
 /** The labels of the SQL enum activity.oauth_provider. */
 export const OAUTH_PROVIDERS = ['google', 'github'] as const
@@ -567,11 +568,12 @@ export interface BegunLogin {
 
 /**
  * Reserves (counts) one password check before it is made: per trusted device, or
- * per ip and email. With userId it is a re-authentication of that user (AU002).
+ * per ip and the account's email. With userId it is a re-authentication of that user (AU002).
  */
 export async function beginLogin(
   db: Queryable,
   args: {
+    /** The login identifier: an address, or (without an @) a username. */
     email: string | null
     userId?: string | null
     ip: string | null
@@ -979,4 +981,86 @@ export async function cleanupEvents(db: Queryable, args: { retentionHours: numbe
 /** Applied migrations, oldest first (readable by auth_api_user and activity_readonly). */
 export async function schemaMigrations(db: Queryable): Promise<AppliedMigration[]> {
   return call<AppliedMigration>(db, SQL.schemaMigrations, [])
+}
+
+// ---------------------------------------------------------------------------
+// Profile and change of email (issue 17)
+
+const PROFILE_SQL = {
+  getProfile: statement('sp_get_profile', 'uuid'),
+  updateProfile: statement('sp_update_profile', 'uuid', 'jsonb', 'jsonb'),
+  requestEmailChange: statement('sp_request_email_change', 'uuid', 'text', 'text', 'integer', 'integer', 'integer', 'jsonb'),
+  confirmEmailChange: statement('sp_confirm_email_change', 'text', 'jsonb'),
+} as const
+
+export interface Profile {
+  username: string | null
+  firstName: string | null
+  lastName: string | null
+  phone: string | null
+}
+
+/** The fields to set; an absent key stays as it is, null clears it. */
+export type ProfileChanges = Partial<Profile>
+
+/** The user's profile fields; undefined for an unknown user. */
+export async function getProfile(db: Queryable, args: { userId: string }): Promise<Profile | undefined> {
+  const [row] = await call<Profile>(db, PROFILE_SQL.getProfile, [args.userId])
+  return row
+}
+
+/**
+ * Sets the given fields and returns the profile after. AU002/AU003, AU007 unknown field,
+ * AU010 username_taken, AU011 username_reserved, AU012 invalid_username, AU013 invalid_phone, AU014 invalid_name.
+ */
+export async function updateProfile(
+  db: Queryable,
+  args: { userId: string; changes: ProfileChanges; ctx?: RequestContext },
+): Promise<Profile> {
+  const columns: Record<keyof Profile, string> = { username: 'username', firstName: 'first_name', lastName: 'last_name', phone: 'phone' }
+  const changes: Record<string, string | null> = {}
+  for (const [key, column] of Object.entries(columns)) {
+    const value = args.changes[key as keyof Profile]
+    if (value !== undefined) changes[column] = value
+  }
+  return callOne(db, PROFILE_SQL.updateProfile, [args.userId, JSON.stringify(changes), ctxJson(args.ctx)])
+}
+
+export interface EmailChangeRequest {
+  /** link: a link for the new address was stored (when mailNew); taken: another account has it; unchanged: it is the current one. */
+  status: 'link' | 'taken' | 'unchanged'
+  oldEmail: string
+  newEmail: string
+  /** Within the new address's mail budget: send it the link (link) or the notice (taken). */
+  mailNew: boolean
+  /** Within the current address's mail budget: send it the notice. */
+  mailOld: boolean
+}
+
+/** A change of email asked by a re-authenticated user. AU002/AU003, AU007, AU008 bad email. */
+export async function requestEmailChange(
+  db: Queryable,
+  args: { userId: string; newEmail: string; tokenHash: string; ttlSeconds: number; mail: MailBudget; ctx?: RequestContext },
+): Promise<EmailChangeRequest> {
+  return callOne(db, PROFILE_SQL.requestEmailChange, [
+    args.userId,
+    args.newEmail,
+    args.tokenHash,
+    args.ttlSeconds,
+    args.mail.max,
+    args.mail.windowSeconds,
+    ctxJson(args.ctx),
+  ])
+}
+
+export interface ConfirmedEmailChange {
+  userId: string
+  oldEmail: string
+  newEmail: string
+  sessionsEnded: number
+}
+
+/** Uses a change_email link. AU004/AU005/AU006 like the other links, AU003, AU001 address taken meanwhile, AU007. */
+export async function confirmEmailChange(db: Queryable, args: { tokenHash: string; ctx?: RequestContext }): Promise<ConfirmedEmailChange> {
+  return callOne(db, PROFILE_SQL.confirmEmailChange, [args.tokenHash, ctxJson(args.ctx)])
 }

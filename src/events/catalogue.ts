@@ -19,6 +19,7 @@ export const SessionRevokedReason = Type.Union(
     Type.Literal('password_reset'),
     Type.Literal('user_deactivated'),
     Type.Literal('reuse_detected'),
+    Type.Literal('email_changed'),
   ],
   { description: 'Why the session ended.' },
 )
@@ -55,6 +56,23 @@ export const EVENT_PAYLOADS = {
   ),
   'oauth.linked': Type.Object({ provider: OAuthProvider }, { additionalProperties: false }),
   'oauth.unlinked': Type.Object({ provider: OAuthProvider }, { additionalProperties: false }),
+  'user.profile_updated': Type.Object(
+    {
+      fields: Type.Array(
+        Type.Union([Type.Literal('username'), Type.Literal('first_name'), Type.Literal('last_name'), Type.Literal('phone')]),
+        { minItems: 1, uniqueItems: true, description: 'The profile fields that changed (never their values).' },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  'user.email_changed': Type.Object(
+    {
+      email: Email,
+      previousEmail: Email,
+      sessionsEnded: SessionsEnded,
+    },
+    { additionalProperties: false },
+  ),
 } as const satisfies Record<string, TSchema>
 
 export type EventType = keyof typeof EVENT_PAYLOADS

@@ -1,11 +1,17 @@
 // Bodies, params and replies of /api/auth/*. The routes are typed from these
 // (@fastify/type-provider-typebox): a handler's `request.body` is what its schema
 // lets through, and what it returns must be what the reply schema serializes.
-import { Type } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { closed, Email, OpaqueToken, Password, Uuid } from './common.ts'
 
 export const SignupBody = closed({ email: Email, password: Password })
-export const LoginBody = closed({ email: Email, password: Password, deviceToken: Type.Optional(OpaqueToken) })
+/** Exactly one of email and identifier (a username or an address); the route refuses both or neither. */
+export const LoginBody = closed({
+  email: Type.Optional(Email),
+  identifier: Type.Optional(Type.String({ minLength: 1, maxLength: 254, description: 'A username or an email address' })),
+  password: Password,
+  deviceToken: Type.Optional(OpaqueToken),
+})
 /** The token of a mailed link (verify email). */
 export const LinkTokenBody = closed({ token: OpaqueToken })
 /** Resend verification, forgot password: an address, and the same answer whether it has an account. */
@@ -30,6 +36,14 @@ export const LoginSchema = closed({
   deviceToken: Type.String(),
 })
 export const VerifiedSchema = closed({ verified: Type.Literal(true) })
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+/** The profile fields of GET /me (issue 17); null when not set. */
+export const ProfileProperties = {
+  username: Nullable(Type.String({ description: 'Sign-in name, unique case-insensitively' })),
+  firstName: Nullable(Type.String()),
+  lastName: Nullable(Type.String()),
+  phone: Nullable(Type.String({ description: 'E.164' })),
+}
 export const MeSchema = closed({
   id: Uuid,
   email: Type.String(),
@@ -38,6 +52,7 @@ export const MeSchema = closed({
   lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   /** False for an account made through a provider until a reset sets one. */
   hasPassword: Type.Boolean(),
+  ...ProfileProperties,
   /** The linked sign-in providers (Google, GitHub). */
   providers: Type.Array(
     closed({
@@ -58,3 +73,16 @@ export const SessionSchema = closed({
   current: Type.Boolean(),
 })
 export const SessionsSchema = Type.Array(SessionSchema)
+
+/**
+ * PATCH /me: any of the profile fields; null clears one. The lengths here only bound the
+ * payload: the procedures answer the rules with their own codes (invalid_username, invalid_name ...).
+ */
+export const ProfilePatchBody = closed({
+  username: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+  firstName: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
+  lastName: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
+  phone: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+})
+export const ChangeEmailBody = closed({ password: Password, newEmail: Email })
+export const EmailChangedSchema = closed({ email: Type.String(), sessionsEnded: Type.Integer({ minimum: 0 }) })

@@ -44,6 +44,34 @@ export const verifyFormSchema = {
   }),
 }
 
+export const emailChangePageSchema = {
+  summary: 'The page a change-of-email mail link opens',
+  description:
+    'A page with one button that posts the token to POST /confirm-email-change. Opening it changes nothing (mail scanners prefetch links).',
+  operationId: 'getConfirmEmailChangePage',
+  tags,
+  security,
+  querystring: TokenQuery,
+  response: htmlResponses('The page with the confirm button', pageExposure),
+}
+
+export const emailChangeFormSchema = {
+  summary: "Confirm a change of email (the change page's form)",
+  description: 'Spends the change-of-email token, moves the account to the new address and ends every session; answers with a result page.',
+  operationId: 'confirmEmailChangeForm',
+  tags,
+  security,
+  consumes: FORM,
+  body: { type: 'object', properties: { token: { type: 'string' } }, required: ['token'] },
+  response: htmlResponses('Success page: the account has the new address', {
+    ...formExposure,
+    pages: {
+      400: 'the link is incomplete, invalid, expired or used, with what to do next',
+      409: 'another account took the address meanwhile',
+    },
+  }),
+}
+
 export const resetPageSchema = {
   summary: 'The page a password reset mail link opens',
   description: 'A form for the new password (the rules shown up front) that posts to POST /reset-password. Opening it changes nothing.',

@@ -139,13 +139,27 @@ t.test('every operation is named, summarised, tagged and secured; ids are unique
     'oauthExchange',
     'oauthLinkStart',
     'oauthUnlink',
+    'updateMe',
+    'changeEmail',
+    'confirmEmailChange',
   ]) {
     t.ok(ids.has(id), `operationId ${id}`)
   }
   const bearerOnly = operationsOf(doc).filter(([, , op]) => op.security?.some((s) => 'bearerAuth' in s))
   t.same(
     bearerOnly.map(([, , op]) => op.operationId).sort(),
-    ['changePassword', 'deleteMe', 'endSession', 'getMe', 'listSessions', 'logoutAll', 'oauthLinkStart', 'oauthUnlink'],
+    [
+      'changeEmail',
+      'changePassword',
+      'deleteMe',
+      'endSession',
+      'getMe',
+      'listSessions',
+      'logoutAll',
+      'oauthLinkStart',
+      'oauthUnlink',
+      'updateMe',
+    ],
     'the Bearer operations',
   )
 })

@@ -8,6 +8,7 @@ import t from 'tap'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import formats from 'ajv-formats'
 import {
+  confirmEmailChange,
   consumeEmailToken,
   createEmailToken,
   deactivateUser,
@@ -16,11 +17,13 @@ import {
   recordFailedLogin,
   revokeRefreshToken,
   revokeUserSession,
+  requestEmailChange,
   revokeUserSessions,
   rotateRefreshToken,
   signup,
   unlinkOAuthProvider,
   updatePassword,
+  updateProfile,
 } from '../../src/db/procedures.ts'
 import { EVENT_PAYLOADS, EVENT_TYPES, EVENT_VERSION, type EventType } from '../../src/events/catalogue.ts'
 import { projectPath } from '../../src/paths.ts'
@@ -115,6 +118,17 @@ t.test('every event written validates against its catalogue schema and carries n
     emailVerified: false,
   })
   await unlinkOAuthProvider(api, { userId: oauthUser, provider: 'google' })
+  await updateProfile(api, { userId: oauthUser, changes: { username: `cat_${hex64().slice(0, 8)}`, phone: '+14155550123' } })
+  await newSession(api, oauthUser)
+  const change = remember(hex64())
+  await requestEmailChange(api, {
+    userId: oauthUser,
+    newEmail: uniqueEmail('moved'),
+    tokenHash: change,
+    ttlSeconds: 600,
+    mail: { max: 5, windowSeconds: 3600 },
+  })
+  await confirmEmailChange(api, { tokenHash: change })
 
   const events = await rows<{ type: string; version: number; session_id: string | null; payload: unknown }>(
     admin,

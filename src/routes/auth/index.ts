@@ -4,6 +4,7 @@ import type {} from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthService, Ctx } from '../../auth/service.ts'
+import { badRequest } from '../../http/problem.ts'
 import {
   ChangePasswordBody,
   EmailBody,
@@ -64,6 +65,28 @@ function authOf(request: FastifyRequest): { userId: string; sessionId: string } 
 /** Answers that carry tokens or personal data must not be kept by a browser or proxy cache. */
 async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
   void reply.header('cache-control', 'no-store')
+}
+
+/** The GET /me answer (also PATCH /me's, routes/auth/profile.ts). */
+export function meBody(user: Awaited<ReturnType<AuthService['me']>>) {
+  return {
+    id: user.id,
+    email: user.email,
+    isVerified: user.isVerified,
+    createdAt: user.createdAt.toISOString(),
+    lastLoginAt: user.lastLoginAt?.toISOString() ?? null,
+    hasPassword: user.hashedPassword !== null,
+    username: user.username,
+    firstName: user.firstName,
+    lastName: user.lastName,
+    phone: user.phone,
+    providers: user.providers.map((p) => ({
+      provider: p.provider,
+      email: p.email,
+      linkedAt: p.createdAt.toISOString(),
+      lastLoginAt: p.lastLoginAt?.toISOString() ?? null,
+    })),
+  }
 }
 
 const ACCEPTED = { message: 'if the address can receive mail, a message is on its way' }
@@ -138,14 +161,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         ...open,
         operationId: 'login',
-        summary: 'Log in with email and password: a token pair and a device token',
+        summary: 'Log in with email or username and password: a token pair and a device token',
         body: LoginBody,
         response: responses(
           { 200: json('A new session: the token pair and the device token to send at the next login', LoginSchema) },
           {
             ...withBody,
             errors: {
-              401: 'the email or password is wrong (`invalid_credentials`)',
+              400: 'neither or both of email and identifier (`validation_failed`)',
+              401: 'the email, username or password is wrong (`invalid_credentials`; an unknown username answers the same)',
               403: 'the address is not verified yet (`email_not_verified`, when REQUIRE_EMAIL_VERIFICATION is on)',
               429: LOCKED,
             },
@@ -154,8 +178,13 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request) => {
-      const { email, password, deviceToken } = request.body
-      return service.login(email, password, deviceToken, requestContext(request))
+      const { email, identifier, password, deviceToken } = request.body
+      // Either name of the account, never both: a client sends what its user typed.
+      const name = email ?? identifier
+      if (name === undefined || (email !== undefined && identifier !== undefined)) {
+        throw badRequest('validation_failed', 'send exactly one of email and identifier')
+      }
+      return service.login(name, password, deviceToken, requestContext(request))
     },
   )
 
@@ -226,23 +255,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         response: responses({ 200: json('The account', MeSchema) }, withToken),
       },
     },
-    async (request) => {
-      const user = await service.me(authOf(request).userId)
-      return {
-        id: user.id,
-        email: user.email,
-        isVerified: user.isVerified,
-        createdAt: user.createdAt.toISOString(),
-        lastLoginAt: user.lastLoginAt?.toISOString() ?? null,
-        hasPassword: user.hashedPassword !== null,
-        providers: user.providers.map((p) => ({
-          provider: p.provider,
-          email: p.email,
-          linkedAt: p.createdAt.toISOString(),
-          lastLoginAt: p.lastLoginAt?.toISOString() ?? null,
-        })),
-      }
-    },
+    async (request) => meBody(await service.me(authOf(request).userId)),
   )
 
   app.delete(

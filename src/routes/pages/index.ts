@@ -1,5 +1,5 @@
-// The tiny pages the mail links open (GET /verify-email, GET /reset-password) and
-// the form posts behind their buttons (POST /verify-email, POST /reset-password).
+// The tiny pages the mail links open (GET /verify-email, GET /reset-password,
+// GET /confirm-email-change) and the form posts behind their buttons (POST of the same paths).
 // - Opening a page never spends its token (mail scanners prefetch links): GET and
 //   HEAD read nothing from the database. Only the button's POST does the work.
 // - Plain HTML forms, handled here server-side: the pages work with JavaScript off,
@@ -17,12 +17,30 @@ import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.ts'
 import { isWellFormedToken } from '../../auth/tokens.ts'
 import { HttpProblem, unsupportedMediaType } from '../../http/problem.ts'
 import { replyWithError } from '../../plugins/errors.ts'
-import { resetFormSchema, resetPageSchema, scriptSchema, stylesSchema, verifyFormSchema, verifyPageSchema } from '../../schemas/pages.ts'
+import {
+  emailChangeFormSchema,
+  emailChangePageSchema,
+  resetFormSchema,
+  resetPageSchema,
+  scriptSchema,
+  stylesSchema,
+  verifyFormSchema,
+  verifyPageSchema,
+} from '../../schemas/pages.ts'
 import { requestContext } from '../auth/index.ts'
 import { SCRIPT, STYLES } from './assets.ts'
 import { pagesContentSecurityPolicy, pagesDroppedHeaders } from './csp.ts'
-import { isLinkProblem, linkNotice, passwordMessage, type LinkKind } from './messages.ts'
-import { errorPage, resetFormPage, SCRIPT_PATH, STYLES_PATH, successPage, verifyFormPage, type PageContext } from './templates.ts'
+import { EMAIL_TAKEN_NOTICE, isLinkProblem, linkNotice, passwordMessage, type LinkKind } from './messages.ts'
+import {
+  emailChangeFormPage,
+  errorPage,
+  resetFormPage,
+  SCRIPT_PATH,
+  STYLES_PATH,
+  successPage,
+  verifyFormPage,
+  type PageContext,
+} from './templates.ts'
 
 export interface PageRoutesOptions {
   /** APP_NAME: the product name the pages show. */
@@ -136,6 +154,23 @@ export default async function pageRoutes(app: FastifyInstance, opts: PageRoutesO
       return refused(reply, 'reset', token, err)
     }
     return page(reply, 200, successPage(ctx, 'reset'))
+  })
+
+  app.get('/confirm-email-change', { schema: emailChangePageSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.query)
+    return token === undefined ? incomplete(reply, 'email_change') : page(reply, 200, emailChangeFormPage(ctx, token))
+  })
+
+  app.post('/confirm-email-change', { config: limited, schema: emailChangeFormSchema, attachValidation: true }, async (request, reply) => {
+    const token = tokenIn(request.body)
+    if (token === undefined) return incomplete(reply, 'email_change')
+    try {
+      await app.profile.confirmEmailChange(token, requestContext(request))
+    } catch (err) {
+      if (err instanceof HttpProblem && err.code === 'email_taken') return page(reply, err.status, errorPage(ctx, EMAIL_TAKEN_NOTICE))
+      return refused(reply, 'email_change', token, err)
+    }
+    return page(reply, 200, successPage(ctx, 'email_change'))
   })
 
   app.get(SCRIPT_PATH, { schema: scriptSchema }, async (_request, reply) =>

@@ -2,7 +2,7 @@
 // lowercase, no next step); a person who opened a mail link needs to read what
 // happened and what to do now, so every outcome has its own sentences here.
 
-export type LinkKind = 'verify' | 'reset'
+export type LinkKind = 'verify' | 'reset' | 'email_change'
 
 /** A result shown in place of the form: a heading, then sentences. */
 export interface Notice {
@@ -18,6 +18,15 @@ export interface PasswordRules {
 }
 
 export function successNotice(kind: LinkKind, appName: string): Notice {
+  if (kind === 'email_change') {
+    return {
+      title: 'Email address changed',
+      lines: [
+        `Your ${appName} account now uses this email address. For your safety, every device that was logged in has been logged out.`,
+        'Log in with this address.',
+      ],
+    }
+  }
   return kind === 'verify'
     ? { title: 'Email address confirmed', lines: [`Your email address is confirmed. You can now log in to ${appName}.`] }
     : {
@@ -38,11 +47,23 @@ export function isLinkProblem(code: string): code is LinkProblem {
   return LINK_PROBLEMS.has(code)
 }
 
+const ASK_AGAIN: Record<LinkKind, string> = {
+  verify: 'Log in and ask for a new confirmation email there, then open the link in the newest email.',
+  reset: 'Ask for a new link with "Forgot password" on the login page, then open the link in the newest email.',
+  email_change: 'Log in with your current address and ask for the change again, then open the link in the newest email.',
+}
+
+/** A change of email whose new address another account took after the link was sent. */
+export const EMAIL_TAKEN_NOTICE: Notice = {
+  title: 'This address is already in use',
+  lines: [
+    'Another account started using this email address after the link was sent, so your account keeps its current address.',
+    'Log in with your current address and choose another one.',
+  ],
+}
+
 export function linkNotice(kind: LinkKind, problem: LinkProblem): Notice {
-  const askAgain =
-    kind === 'verify'
-      ? 'Log in and ask for a new confirmation email there, then open the link in the newest email.'
-      : 'Ask for a new link with "Forgot password" on the login page, then open the link in the newest email.'
+  const askAgain = ASK_AGAIN[kind]
   switch (problem) {
     case 'incomplete':
       return {
@@ -63,6 +84,15 @@ export function linkNotice(kind: LinkKind, problem: LinkProblem): Notice {
         lines: ['For your safety, links in our emails only work for a limited time.', askAgain],
       }
     case 'token_used':
+      if (kind === 'email_change') {
+        return {
+          title: 'This link was already used',
+          lines: [
+            'This link was already used, or a newer one replaced it. If you just confirmed the change, log in with your new address.',
+            `Otherwise: ${askAgain}`,
+          ],
+        }
+      }
       return kind === 'verify'
         ? {
             title: 'This link was already used',

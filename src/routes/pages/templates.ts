@@ -66,6 +66,19 @@ export function verifyFormPage(ctx: PageContext, token: string): string {
   )
 }
 
+export function emailChangeFormPage(ctx: PageContext, token: string): string {
+  return layout(
+    ctx,
+    'Confirm your new email address',
+    html`<h1>Confirm your new email address</h1>
+<p>Press the button to move your ${ctx.appName} account to this email address. Every device that is logged in will be logged out.</p>
+<form method="post" action="/confirm-email-change" data-send-once>
+<input type="hidden" name="token" value="${token}">
+<button type="submit" data-sending-label="Confirming…">Confirm my new email address</button>
+</form>`,
+  )
+}
+
 function rulesList(rules: PasswordRules): Html {
   return html`<div class="rules" id="password-rules">
 <p>Your new password must:</p>
