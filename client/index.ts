@@ -33,8 +33,17 @@ type Body<Response> = Response extends { content: infer Content } ? Content[keyo
 
 /** What `POST /api/auth/refresh` answers: a new access token and the next refresh token. */
 export type TokenPair = Body<paths['/api/auth/refresh']['post']['responses'][200]>
-/** What `POST /api/auth/login` answers: a TokenPair plus the device token to send at the next login. */
-export type LoginResult = Body<paths['/api/auth/login']['post']['responses'][200]>
+/** What `POST /api/auth/login` (and `POST /api/auth/oauth/exchange`) answers: a session, or the two-factor challenge. */
+export type LoginAnswer = Body<paths['/api/auth/login']['post']['responses'][200]>
+/** A new session: a TokenPair plus the device token to send at the next login (a login, or `POST /api/auth/mfa/verify`). */
+export type LoginResult = Body<paths['/api/auth/mfa/verify']['post']['responses'][200]>
+/** The login's answer when the account has two-factor sign-in on: send `mfaToken` and a code to `POST /api/auth/mfa/verify`. */
+export type MfaChallenge = Extract<LoginAnswer, { mfaRequired: true }>
+
+/** Whether a login's answer is the two-factor challenge rather than a session. */
+export function isMfaChallenge(answer: LoginAnswer): answer is MfaChallenge {
+  return 'mfaRequired' in answer
+}
 /** What `GET /api/auth/me` answers. */
 export type Me = Body<paths['/api/auth/me']['get']['responses'][200]>
 /** One entry of `GET /api/auth/sessions`. */

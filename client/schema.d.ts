@@ -347,7 +347,7 @@ export interface paths {
         get: operations["getMe"];
         put?: never;
         post?: never;
-        /** Deactivate the account (the password again) */
+        /** Deactivate the account (the password again, and the second factor when two-factor is on) */
         delete: operations["deleteMe"];
         options?: never;
         head?: never;
@@ -364,7 +364,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Change the password (ends the other sessions) */
+        /** Change the password (ends the other sessions; the second factor too when two-factor is on) */
         post: operations["changePassword"];
         delete?: never;
         options?: never;
@@ -474,6 +474,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/mfa/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The login's second step: the challenge token and a current code (or a recovery code) for the session */
+        post: operations["mfaVerify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/totp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start two-factor enrolment: a new TOTP secret, not active until confirmed */
+        post: operations["mfaEnrol"];
+        /** Turn two-factor sign-in off (the password and a current code or a recovery code) */
+        delete: operations["mfaDisable"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/totp/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Turn two-factor sign-in on with a current code of the new secret */
+        post: operations["mfaConfirm"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/recovery-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace every recovery code with ten new ones (the password and a current code) */
+        post: operations["mfaReplaceRecoveryCodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/oauth/{provider}/start": {
         parameters: {
             query?: never;
@@ -552,7 +621,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Unlink a provider from the signed-in account (never the last way in) */
+        /** Unlink a provider from the signed-in account (never the last way in; the second factor when two-factor is on) */
         delete: operations["oauthUnlink"];
         options?: never;
         head?: never;
@@ -1655,7 +1724,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A new session: the token pair and the device token to send at the next login */
+            /** @description A new session: the token pair and the device token to send at the next login; or, when the account has two-factor sign-in on, `{mfaRequired: true, mfaToken}` (no tokens yet: POST /api/auth/mfa/verify) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1668,6 +1737,11 @@ export interface operations {
                         tokenType: "Bearer";
                         expiresIn: number;
                         deviceToken: string;
+                    } | {
+                        /** @enum {boolean} */
+                        mfaRequired: true;
+                        /** @description Send it with the second factor to POST /api/auth/mfa/verify within 5 minutes; works once */
+                        mfaToken: string;
                     };
                 };
             };
@@ -2045,6 +2119,7 @@ export interface operations {
                         firstName: string | null;
                         lastName: string | null;
                         phone: string | null;
+                        mfaEnabled: boolean;
                         providers: {
                             provider: "google" | "github";
                             /** @description The address the provider asserted */
@@ -2111,6 +2186,10 @@ export interface operations {
             content: {
                 "application/json": {
                     password: string;
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
                 };
             };
         };
@@ -2131,11 +2210,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login) */
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
             401: {
                 headers: {
                     /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
                     "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`) */
+            403: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2230,6 +2318,7 @@ export interface operations {
                         firstName: string | null;
                         lastName: string | null;
                         phone: string | null;
+                        mfaEnabled: boolean;
                         providers: {
                             provider: "google" | "github";
                             /** @description The address the provider asserted */
@@ -2333,6 +2422,10 @@ export interface operations {
                 "application/json": {
                     currentPassword: string;
                     newPassword: string;
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
                 };
             };
         };
@@ -2353,11 +2446,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login) */
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
             401: {
                 headers: {
                     /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
                     "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`) */
+            403: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2951,6 +3053,562 @@ export interface operations {
             };
         };
     };
+    mfaVerify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    mfaToken: string;
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
+                    /** @description The device token the login sent, to keep this device trusted */
+                    deviceToken?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description A new session: the token pair and the device token, as a login without two-factor answers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        accessToken: string;
+                        refreshToken: string;
+                        /** @enum {string} */
+                        tokenType: "Bearer";
+                        expiresIn: number;
+                        deviceToken: string;
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or neither `code` nor `recoveryCode` was sent (`validation_failed`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The mfaToken is unknown, expired or used (`invalid_mfa_token`: log in again); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`); or too many failed attempts (`too_many_attempts`); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    mfaEnrol: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret, its otpauth URI and a QR code of it for the authenticator app */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The base32 secret, for typing into an app that cannot scan */
+                        secret: string;
+                        /** @description The otpauth://totp/ URI the QR code holds */
+                        otpauthUri: string;
+                        /** @description The otpauth URI as a QR code: a PNG data URL */
+                        qrCode: string;
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is already on (`mfa_already_enabled`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    mfaDisable: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The account password; required when the account has one */
+                    password?: string;
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Two-factor sign-in is off; the owner is told by mail */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or the account has a password and none was sent (`password_required`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is not on (`mfa_not_enabled`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`); or too many failed attempts (`too_many_attempts`); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    mfaConfirm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The current 6-digit code of the authenticator app */
+                    code: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Two-factor sign-in is on; the recovery codes are shown this once */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Ten single-use recovery codes: shown this once, stored only as hashes */
+                        recoveryCodes: string[];
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or the code does not match the new secret (`invalid_mfa_code`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No enrolment was started, or two-factor sign-in is already on (`mfa_not_enrolled`, `mfa_already_enabled`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    mfaReplaceRecoveryCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The account password; required when the account has one */
+                    password?: string;
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The new recovery codes, shown this once; the old ones no longer work */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Ten single-use recovery codes: shown this once, stored only as hashes */
+                        recoveryCodes: string[];
+                    };
+                };
+            };
+            /** @description The body is not valid JSON (`malformed_json`) or fails its schema (`validation_failed`); or the account has a password and none was sent (`password_required`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the password is wrong (`invalid_credentials`; counts as a failed login); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
+            401: {
+                headers: {
+                    /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
+                    "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is not on (`mfa_not_enabled`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not of a media type the operation takes (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address (`rate_limited`); or too many failed attempts (`too_many_attempts`); wait Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error (`internal_error`); the body carries no details: quote its requestId */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database cannot be reached (`service_unavailable`) */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     oauthStart: {
         parameters: {
             query?: {
@@ -3117,7 +3775,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A new session: the token pair */
+            /** @description A new session: the token pair; or, when the account has two-factor sign-in on, `{mfaRequired: true, mfaToken}` (no tokens yet: POST /api/auth/mfa/verify) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3129,6 +3787,11 @@ export interface operations {
                         /** @enum {string} */
                         tokenType: "Bearer";
                         expiresIn: number;
+                    } | {
+                        /** @enum {boolean} */
+                        mfaRequired: true;
+                        /** @description Send it with the second factor to POST /api/auth/mfa/verify within 5 minutes; works once */
+                        mfaToken: string;
                     };
                 };
             };
@@ -3327,7 +3990,16 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description With two-factor on: the current code (or send recoveryCode) */
+                    code?: string;
+                    /** @description With two-factor on: a recovery code instead of the code */
+                    recoveryCode?: string;
+                } | null;
+            };
+        };
         responses: {
             /** @description The provider is unlinked */
             204: {
@@ -3345,11 +4017,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended) */
+            /** @description No valid access token (`invalid_token`: missing, invalid, expired, or its session has ended); or the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login) */
             401: {
                 headers: {
                     /** @description The Bearer challenge (RFC 6750), on a missing or bad token */
                     "www-authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`) */
+            403: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3392,7 +4073,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many requests from this address (`rate_limited`) */
+            /** @description Too many requests from this address (`rate_limited`); or too many failed logins (`too_many_attempts`); wait Retry-After seconds */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */

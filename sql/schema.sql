@@ -66,6 +66,28 @@ ALTER TYPE activity.revoke_reason OWNER TO activity_owner;
 COMMENT ON TYPE activity.revoke_reason IS 'Why a refresh token was revoked.';
 
 --
+-- Name: fn_amr_is_valid(text[]); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_amr_is_valid(p_amr text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT p_amr IS NULL
+      OR (array_position(p_amr, NULL) IS NULL
+          AND cardinality(p_amr) BETWEEN 1 AND 2
+          AND p_amr[1] IN ('pwd', 'fed')
+          AND (cardinality(p_amr) = 1 OR p_amr[2] = 'otp'))
+$$;
+
+ALTER FUNCTION activity.fn_amr_is_valid(p_amr text[]) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_amr_is_valid(p_amr text[]); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_amr_is_valid(p_amr text[]) IS 'Internal: whether an amr (RFC 8176) is one this service issues: {pwd}, {fed}, {pwd,otp}, {fed,otp}, or NULL (not stated).';
+
+--
 -- Name: fn_audit(text, uuid, jsonb, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -179,6 +201,31 @@ ALTER FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_s
 --
 
 COMMENT ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) IS 'Internal: AU007 unless the mail budget arguments are >= 1.';
+
+--
+-- Name: fn_check_recovery_hashes(text[]); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_check_recovery_hashes(p_hashes text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'activity', 'pg_temp'
+    AS $_$
+BEGIN
+  IF p_hashes IS NULL OR cardinality(p_hashes) NOT BETWEEN 1 AND 20
+     OR EXISTS (SELECT 1 FROM unnest(p_hashes) h WHERE h IS NULL OR h !~ '^[0-9a-f]{64}$')
+     OR (SELECT count(DISTINCT h) FROM unnest(p_hashes) h) <> cardinality(p_hashes) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'recovery code hashes must be 1-20 distinct lowercase hex SHA-256';
+  END IF;
+END
+$_$;
+
+ALTER FUNCTION activity.fn_check_recovery_hashes(p_hashes text[]) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_check_recovery_hashes(p_hashes text[]); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_check_recovery_hashes(p_hashes text[]) IS 'Internal: AU007 unless the array holds 1 to 20 distinct lowercase hex SHA-256 values.';
 
 --
 -- Name: fn_check_sha256_hex(text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -324,6 +371,22 @@ BEGIN
       type := 'oauth.unlinked';
       payload := jsonb_build_object('provider', p_details->>'provider');
       RETURN NEXT;
+    WHEN 'mfa_enabled' THEN
+      type := 'mfa.enabled';
+      payload := '{}';
+      RETURN NEXT;
+    WHEN 'mfa_disabled' THEN
+      type := 'mfa.disabled';
+      payload := '{}';
+      RETURN NEXT;
+    WHEN 'mfa_recovery_code_used' THEN
+      type := 'mfa.recovery_code_used';
+      payload := jsonb_build_object('remaining', COALESCE((p_details->>'remaining')::int, 0));
+      RETURN NEXT;
+    WHEN 'mfa_failed' THEN
+      type := 'mfa.failed';
+      payload := jsonb_build_object('failedCount', COALESCE((p_details->>'count')::int, 0));
+      RETURN NEXT;
     ELSE
       NULL;
   END CASE;
@@ -428,6 +491,96 @@ ALTER FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.
 --
 
 COMMENT ON FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) IS 'Internal: stores a one-time exchange code (its hash) for the user; AU007 when the hash is already stored.';
+
+--
+-- Name: users; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.users (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email character varying(255) NOT NULL,
+    hashed_password character varying(255),
+    is_verified boolean DEFAULT false NOT NULL,
+    is_active boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    verified_at timestamp with time zone,
+    last_login_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    password_changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_login_ip inet,
+    failed_login_attempts integer DEFAULT 0 NOT NULL,
+    locked_until timestamp with time zone,
+    mfa_enabled boolean DEFAULT false NOT NULL,
+    username character varying(32),
+    first_name character varying(100),
+    last_name character varying(100),
+    phone character varying(16),
+    CONSTRAINT users_email_format_check CHECK (((email)::text ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text)),
+    CONSTRAINT users_email_lowercase_check CHECK (((email)::text = lower((email)::text))),
+    CONSTRAINT users_failed_login_attempts_check CHECK ((failed_login_attempts >= 0)),
+    CONSTRAINT users_first_name_check CHECK ((((first_name)::text = btrim((first_name)::text)) AND ((first_name)::text <> ''::text))),
+    CONSTRAINT users_hashed_password_check CHECK (((hashed_password)::text ~~ '$argon2%'::text)),
+    CONSTRAINT users_last_name_check CHECK ((((last_name)::text = btrim((last_name)::text)) AND ((last_name)::text <> ''::text))),
+    CONSTRAINT users_phone_format_check CHECK (((phone)::text ~ '^\+[1-9][0-9]{4,14}$'::text)),
+    CONSTRAINT users_username_format_check CHECK (((username)::text ~ '^[A-Za-z0-9_.]{3,32}$'::text)),
+    CONSTRAINT users_verified_at_check CHECK ((is_verified = (verified_at IS NOT NULL)))
+);
+
+ALTER TABLE activity.users OWNER TO activity_owner;
+
+--
+-- Name: TABLE users; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string, or NULL: no password (the user signs in only through a linked provider, activity.oauth_providers). No procedure sets it to NULL, and sp_unlink_oauth_provider never removes the last way in, so an active user always keeps one.';
+
+--
+-- Name: COLUMN users.mfa_enabled; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.users.mfa_enabled IS 'Two-factor sign-in is on: a confirmed TOTP secret exists (activity.mfa_totp); set and cleared only by the mfa procedures.';
+
+--
+-- Name: COLUMN users.username; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.users.username IS 'Optional sign-in name, 3..32 of [A-Za-z0-9_.], stored as given, unique case-insensitively (users_username_lower_idx); reserved names are refused by fn_require_username.';
+
+--
+-- Name: COLUMN users.phone; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON COLUMN activity.users.phone IS 'E.164 (+ and up to 15 digits), validated by the service with libphonenumber-js.';
+
+--
+-- Name: fn_lock_mfa_user(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_lock_mfa_user(p_user_id uuid) RETURNS activity.users
+    LANGUAGE plpgsql
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  -- NO KEY UPDATE: the changes below touch mfa_enabled only, so sessions (KEY SHARE) go on.
+  SELECT * INTO v_user FROM activity.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_user.is_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  RETURN v_user;
+END
+$$;
+
+ALTER FUNCTION activity.fn_lock_mfa_user(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_lock_mfa_user(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_lock_mfa_user(p_user_id uuid) IS 'Internal: the users row locked FOR NO KEY UPDATE for a two-factor change. AU002 unknown, AU003 inactive.';
 
 --
 -- Name: fn_lock_until(integer, integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -824,6 +977,41 @@ ALTER FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip t
 COMMENT ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) IS 'Starts a password check for an identifier (an address when it holds an @, else a username, any letter case): reserves (counts) the attempt before the password is verified, per trusted device, or per ip and the account''s normalised address (an unknown identifier: itself, normalised); refuses while locked (allowed false, locked_until, audit login_refused). With p_user_id it is a re-authentication of that user (AU002 unknown). Returns the user row (null for an unknown identifier) when allowed; sp_end_login_attempt then takes the account''s email, or the unknown identifier itself. AU007 bad policy, identifier or device hash.';
 
 --
+-- Name: sp_begin_mfa_enrolment(uuid, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  IF p_secret_ciphertext IS NULL OR length(p_secret_ciphertext) NOT BETWEEN 1 AND 1024 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'secret ciphertext must be 1-1024 characters';
+  END IF;
+  v_user := activity.fn_lock_mfa_user(p_user_id);
+  IF v_user.mfa_enabled THEN
+    RETURN false;
+  END IF;
+  INSERT INTO activity.mfa_totp AS t (user_id, secret_ciphertext)
+  VALUES (p_user_id, p_secret_ciphertext)
+  ON CONFLICT (user_id) DO UPDATE
+     SET secret_ciphertext = EXCLUDED.secret_ciphertext, confirmed_at = NULL, last_used_step = 0, created_at = now();
+  PERFORM activity.fn_audit('mfa_enrolment_started', p_user_id, p_ctx, '{}');
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb) IS 'Stores a new, unconfirmed TOTP secret (encrypted by the caller), replacing an unconfirmed one; true when stored, false when two-factor is already on (nothing changes). AU002/AU003, AU007 bad ciphertext. Audit mfa_enrolment_started.';
+
+--
 -- Name: sp_check_login_lock(text, text); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1170,6 +1358,48 @@ ALTER FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) 
 COMMENT ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) IS 'Uses a change_email token: the account takes the new address (verified), every session ends (email_changed), every other unused email token is burnt. Returns the user, both addresses and the sessions ended. AU004 unknown or other purpose, AU006 used, AU005 expired, AU003 inactive, AU001 the address was taken meanwhile, AU007 bad hash format. Audit email_changed.';
 
 --
+-- Name: sp_confirm_mfa_totp(uuid, bigint, text[], jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  IF p_step IS NULL OR p_step < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'step must be >= 1';
+  END IF;
+  PERFORM activity.fn_check_recovery_hashes(p_recovery_hashes);
+  v_user := activity.fn_lock_mfa_user(p_user_id);
+  IF v_user.mfa_enabled THEN
+    RETURN false;
+  END IF;
+  UPDATE activity.mfa_totp t
+     SET confirmed_at = now(), last_used_step = p_step
+   WHERE t.user_id = p_user_id AND t.confirmed_at IS NULL AND t.last_used_step < p_step;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  UPDATE activity.users u SET mfa_enabled = true, updated_at = now() WHERE u.id = p_user_id;
+  DELETE FROM activity.mfa_recovery_codes c WHERE c.user_id = p_user_id;
+  INSERT INTO activity.mfa_recovery_codes (user_id, code_hash) SELECT p_user_id, h FROM unnest(p_recovery_hashes) h;
+  PERFORM activity.fn_audit('mfa_enabled', p_user_id, p_ctx,
+    jsonb_build_object('recovery_codes', cardinality(p_recovery_hashes)));
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb) IS 'Confirms the pending TOTP enrolment with the step of the code the caller checked: two-factor on, that step used, the recovery codes (hashes) stored in place of any old ones. False (nothing changes) when there is no pending enrolment, two-factor is already on, or the step is not newer than the last used. AU002/AU003, AU007 bad step or hashes. Audit mfa_enabled.';
+
+--
 -- Name: sp_consume_email_token(text, text, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1241,6 +1471,35 @@ ALTER FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text
 --
 
 COMMENT ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) IS 'Uses a one-time email token: verify_email marks the address verified; reset_password sets the new hash, lifts the account lock, ends all sessions (password_reset) and burns every other unused email token. AU004 unknown/other purpose, AU006 used, AU005 expired, AU003 inactive, AU007 bad purpose or missing hash. Audit email_verified / password_reset.';
+
+--
+-- Name: sp_consume_mfa_challenge(text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(user_id uuid, amr text[], device_hash text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_token_hash, 'challenge hash');
+  -- Parallel callers wait on the row and evaluate used_at again: exactly one gets it.
+  RETURN QUERY
+    UPDATE activity.mfa_challenges c SET used_at = now()
+      FROM activity.users u
+     WHERE c.token_hash = p_token_hash AND c.used_at IS NULL AND c.expires_at > now()
+       AND u.id = c.user_id AND u.is_active
+    RETURNING c.user_id, c.amr, c.device_hash;
+END
+$$;
+
+ALTER FUNCTION activity.sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb) IS 'Spends a live challenge once its second factor is proven: one row (user_id, amr, device_hash) for exactly one of parallel callers; no row when unknown, used, expired or its user inactive. AU007 bad hash. Not audited (the session that follows is).';
 
 --
 -- Name: sp_consume_oauth_code(text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1358,6 +1617,53 @@ ALTER FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_
 --
 
 COMMENT ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Issues a one-time email token (earlier unused ones of the same purpose are burnt). AU002/AU003/AU007; AU009 for verify_email on a verified user. Audit email_token_created.';
+
+--
+-- Name: sp_create_mfa_challenge(text, uuid, text[], text, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_active boolean;
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_token_hash, 'challenge hash');
+  IF p_device_hash IS NOT NULL THEN
+    PERFORM activity.fn_check_sha256_hex(p_device_hash, 'device hash');
+  END IF;
+  IF p_amr IS NULL OR NOT (p_amr = ARRAY['pwd'] OR p_amr = ARRAY['fed']) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'amr must be {pwd} or {fed}';
+  END IF;
+  IF p_ttl_seconds IS NULL OR p_ttl_seconds NOT BETWEEN 1 AND 900 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'ttl must be 1-900 seconds';
+  END IF;
+  SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU002', MESSAGE = 'user not found';
+  ELSIF NOT v_active THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU003', MESSAGE = 'user is inactive';
+  END IF;
+  -- The user's dead challenges go with each new one: a few rows per user at most.
+  DELETE FROM activity.mfa_challenges c WHERE c.user_id = p_user_id AND (c.used_at IS NOT NULL OR c.expires_at <= now());
+  BEGIN
+    INSERT INTO activity.mfa_challenges (token_hash, user_id, amr, device_hash, expires_at)
+    VALUES (p_token_hash, p_user_id, p_amr, p_device_hash, now() + make_interval(secs => p_ttl_seconds));
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'challenge hash already used';
+  END;
+  PERFORM activity.fn_audit('mfa_challenged', p_user_id, p_ctx, jsonb_build_object('amr', p_amr));
+END
+$$;
+
+ALTER FUNCTION activity.sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb) IS 'Stores a login waiting for its second factor: the SHA-256 of the mfaToken, the first factor (amr {pwd} or {fed}), the trusted device of the login (hash, or NULL), valid p_ttl_seconds (1..900); sweeps the user''s dead challenges. AU002/AU003, AU007 bad hash, amr or ttl, or a hash already stored. Audit mfa_challenged.';
 
 --
 -- Name: sp_create_oauth_state(text, text, text, text, uuid, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1478,6 +1784,39 @@ ALTER FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) OWNER TO
 COMMENT ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) IS 'Deactivates the user, ends all sessions (user_deactivated), burns unused email tokens. AU002 unknown, AU003 already inactive. Audit user_deactivated.';
 
 --
+-- Name: sp_disable_mfa(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_disable_mfa(p_user_id uuid, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  v_user := activity.fn_lock_mfa_user(p_user_id);
+  -- A pending enrolment goes too: nothing of the second factor is left.
+  DELETE FROM activity.mfa_totp t WHERE t.user_id = p_user_id;
+  DELETE FROM activity.mfa_recovery_codes c WHERE c.user_id = p_user_id;
+  DELETE FROM activity.mfa_challenges c WHERE c.user_id = p_user_id;
+  IF NOT v_user.mfa_enabled THEN
+    RETURN false;
+  END IF;
+  UPDATE activity.users u SET mfa_enabled = false, updated_at = now() WHERE u.id = p_user_id;
+  PERFORM activity.fn_audit('mfa_disabled', p_user_id, p_ctx, '{}');
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_disable_mfa(p_user_id uuid, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_disable_mfa(p_user_id uuid, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_disable_mfa(p_user_id uuid, p_ctx jsonb) IS 'Turns two-factor off: deletes the TOTP secret (also a pending one), the recovery codes and open challenges; true when it was on. AU002/AU003. Audit mfa_disabled.';
+
+--
 -- Name: sp_end_login_attempt(text, text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -1495,7 +1834,7 @@ DECLARE
   v_ip_count integer;
   v_ip_lock  timestamptz;
 BEGIN
-  IF p_outcome IS NULL OR p_outcome NOT IN ('password_ok', 'login_failed', 'reauth_failed') THEN
+  IF p_outcome IS NULL OR p_outcome NOT IN ('password_ok', 'login_failed', 'reauth_failed', 'mfa_failed') THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'unknown login outcome';
   END IF;
   IF v_email IS NULL OR v_email = '' OR p_threshold IS NULL OR p_threshold < 1 OR p_ip_threshold IS NULL OR p_ip_threshold < 1 THEN
@@ -1557,7 +1896,7 @@ ALTER FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_h
 -- Name: FUNCTION sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) IS 'Ends a password check begun by sp_begin_login that did not start a session. password_ok (a right password that starts no session: a re-authentication, an unverified login) gives the reservation back; login_failed / reauth_failed keep it counted, mirror it onto the account and audit it (+ account_locked, device_locked, ip_locked at the thresholds). p_device_hash only when the attempt came from a trusted device. Returns the count and the running lock. AU007 bad outcome or arguments.';
+COMMENT ON FUNCTION activity.sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb) IS 'Ends a password check begun by sp_begin_login that did not start a session. password_ok (a right password that starts no session: a re-authentication, an unverified login) gives the reservation back; login_failed / reauth_failed / mfa_failed (a wrong second-factor code) keep it counted, mirror it onto the account and audit it (+ account_locked, device_locked, ip_locked at the thresholds). p_device_hash only when the attempt came from a trusted device. Returns the count and the running lock. AU007 bad outcome or arguments.';
 
 --
 -- Name: sp_events_after(bigint, bigint, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -1611,6 +1950,55 @@ ALTER FUNCTION activity.sp_events_lag() OWNER TO activity_owner;
 --
 
 COMMENT ON FUNCTION activity.sp_events_lag() IS 'Publisher metrics: one row, the number of unpublished events and the creation time of the oldest (NULL when none).';
+
+--
+-- Name: sp_get_mfa_challenge(text); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_mfa_challenge(p_token_hash text) RETURNS TABLE(user_id uuid, amr text[], device_hash text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_token_hash, 'challenge hash');
+  RETURN QUERY
+    SELECT c.user_id, c.amr, c.device_hash
+      FROM activity.mfa_challenges c
+      JOIN activity.users u ON u.id = c.user_id
+     WHERE c.token_hash = p_token_hash AND c.used_at IS NULL AND c.expires_at > now() AND u.is_active;
+END
+$$;
+
+ALTER FUNCTION activity.sp_get_mfa_challenge(p_token_hash text) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_mfa_challenge(p_token_hash text); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_mfa_challenge(p_token_hash text) IS 'A live challenge (unused, unexpired, its user active): user_id, amr, device_hash; no row otherwise. AU007 bad hash. Writes nothing: a wrong code leaves the challenge for another try (the lockout counts the tries).';
+
+--
+-- Name: sp_get_mfa_totp(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_get_mfa_totp(p_user_id uuid) RETURNS TABLE(mfa_enabled boolean, secret_ciphertext text, confirmed boolean, last_used_step bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+  SELECT u.mfa_enabled, t.secret_ciphertext, t.confirmed_at IS NOT NULL, t.last_used_step
+    FROM activity.users u
+    LEFT JOIN activity.mfa_totp t ON t.user_id = u.id
+   WHERE u.id = p_user_id AND u.is_active
+$$;
+
+ALTER FUNCTION activity.sp_get_mfa_totp(p_user_id uuid) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_get_mfa_totp(p_user_id uuid); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_get_mfa_totp(p_user_id uuid) IS 'The two-factor state of an active user: mfa_enabled, and the TOTP secret (ciphertext), whether it is confirmed and the last step accepted (NULL, false, NULL when there is none). No row for an unknown or inactive user. Writes nothing.';
 
 --
 -- Name: sp_get_profile(uuid); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -2100,6 +2488,38 @@ ALTER FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) 
 COMMENT ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) IS 'Records a successful login: last_login_at/ip, clears the failure counter and the email lock. AU002/AU003. Audit login_success.';
 
 --
+-- Name: sp_replace_mfa_recovery_codes(uuid, text[], jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+DECLARE
+  v_user activity.users%ROWTYPE;
+BEGIN
+  PERFORM activity.fn_check_recovery_hashes(p_recovery_hashes);
+  v_user := activity.fn_lock_mfa_user(p_user_id);
+  IF NOT v_user.mfa_enabled THEN
+    RETURN false;
+  END IF;
+  DELETE FROM activity.mfa_recovery_codes c WHERE c.user_id = p_user_id;
+  INSERT INTO activity.mfa_recovery_codes (user_id, code_hash) SELECT p_user_id, h FROM unnest(p_recovery_hashes) h;
+  PERFORM activity.fn_audit('mfa_recovery_codes_replaced', p_user_id, p_ctx,
+    jsonb_build_object('recovery_codes', cardinality(p_recovery_hashes)));
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb) IS 'Replaces every recovery code of the user (spent or not) with new ones (hashes); false when two-factor is off (nothing changes). AU002/AU003, AU007 bad hashes. Audit mfa_recovery_codes_replaced.';
+
+--
 -- Name: sp_request_email_change(uuid, text, text, integer, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -2328,7 +2748,7 @@ COMMENT ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_fa
 -- Name: sp_rotate_refresh_token(text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, family_id uuid, token_id integer, expires_at timestamp with time zone, family_expires_at timestamp with time zone)
+CREATE FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, family_id uuid, token_id integer, expires_at timestamp with time zone, family_expires_at timestamp with time zone, amr text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'activity', 'pg_temp'
     AS $_$
@@ -2354,14 +2774,14 @@ BEGIN
 
   SELECT t.user_id, t.family_id INTO v_user_id, v_family_id FROM activity.refresh_tokens t WHERE t.token = p_token_hash;
   IF NOT FOUND THEN
-    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::text[];
     RETURN;
   END IF;
 
   -- Lock order: users row (KEY SHARE: we may insert) -> family -> token row.
   SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = v_user_id FOR KEY SHARE;
   IF NOT FOUND OR NOT v_active THEN
-    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::text[];
     RETURN;
   END IF;
   -- Every presentation of a token of this family waits here for the one before it,
@@ -2369,21 +2789,21 @@ BEGIN
   PERFORM pg_advisory_xact_lock(8151, hashtext(v_family_id::text));
   SELECT * INTO v_old FROM activity.refresh_tokens t WHERE t.token = p_token_hash FOR UPDATE;
   IF NOT FOUND THEN
-    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+    RETURN QUERY SELECT 'invalid'::text, NULL::uuid, NULL::uuid, NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::text[];
     RETURN;
   END IF;
 
   IF NOT v_old.revoked THEN
     IF NOT activity.fn_refresh_token_is_live(v_old.revoked, v_old.expires_at, v_old.family_expires_at) THEN
-      RETURN QUERY SELECT 'expired'::text, v_old.user_id, v_old.family_id, NULL::integer, v_old.expires_at, v_old.family_expires_at;
+      RETURN QUERY SELECT 'expired'::text, v_old.user_id, v_old.family_id, NULL::integer, v_old.expires_at, v_old.family_expires_at, v_old.amr;
       RETURN;
     END IF;
     BEGIN
-      INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip)
+      INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip, amr)
       VALUES (v_old.user_id, p_new_token_hash, p_new_jti,
               least(now() + make_interval(secs => p_idle_ttl_seconds), v_old.family_expires_at),
               v_old.family_id, v_old.family_expires_at,
-              left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
+              left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'), v_old.amr)
       RETURNING * INTO v_new;
     EXCEPTION WHEN unique_violation THEN
       RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
@@ -2393,14 +2813,14 @@ BEGIN
      WHERE t.id = v_old.id;
     PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
       jsonb_build_object('family_id', v_old.family_id, 'token_id', v_new.id, 'status', 'rotated'));
-    RETURN QUERY SELECT 'rotated'::text, v_new.user_id, v_new.family_id, v_new.id, v_new.expires_at, v_new.family_expires_at;
+    RETURN QUERY SELECT 'rotated'::text, v_new.user_id, v_new.family_id, v_new.id, v_new.expires_at, v_new.family_expires_at, v_new.amr;
     RETURN;
   END IF;
 
   -- Revoked by anything but a rotation: its session was ended on purpose (or by an
   -- earlier reuse detection). Refused, but not a new reuse.
   IF v_old.revoked_reason IS DISTINCT FROM 'rotated' THEN
-    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at, v_old.amr;
     RETURN;
   END IF;
 
@@ -2415,13 +2835,13 @@ BEGIN
         -- The successor was not derived from this token the way the caller derives it
         -- (rotated by an older release, or under another pepper): the caller cannot hand
         -- it out. Refused, and nothing changes: not a reuse, the session stays as it is.
-        RETURN QUERY SELECT 'invalid'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, NULL::timestamptz;
+        RETURN QUERY SELECT 'invalid'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::text[];
         RETURN;
       END IF;
       UPDATE activity.refresh_tokens t SET last_used_at = now() WHERE t.id = v_old.id;
       PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
         jsonb_build_object('family_id', v_old.family_id, 'token_id', v_next.id, 'status', 'grace'));
-      RETURN QUERY SELECT 'grace'::text, v_next.user_id, v_next.family_id, v_next.id, v_next.expires_at, v_next.family_expires_at;
+      RETURN QUERY SELECT 'grace'::text, v_next.user_id, v_next.family_id, v_next.id, v_next.expires_at, v_next.family_expires_at, v_next.amr;
       RETURN;
     END IF;
   END IF;
@@ -2437,13 +2857,13 @@ BEGIN
   )
   SELECT count(*) INTO v_ended FROM ended;
   IF v_ended = 0 THEN
-    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+    RETURN QUERY SELECT 'revoked'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at, v_old.amr;
     RETURN;
   END IF;
   PERFORM activity.fn_audit('refresh_token_reuse', v_old.user_id, p_ctx,
     jsonb_build_object('family_id', v_old.family_id, 'token_id', v_old.id,
                        'revoked_reason', v_old.revoked_reason, 'tokens_revoked', v_ended));
-  RETURN QUERY SELECT 'reuse_detected'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at;
+  RETURN QUERY SELECT 'reuse_detected'::text, v_old.user_id, v_old.family_id, NULL::integer, NULL::timestamptz, v_old.family_expires_at, v_old.amr;
 END
 $_$;
 
@@ -2453,7 +2873,7 @@ ALTER FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_h
 -- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) IS 'Rotates a refresh token in one transaction; p_new_token_hash is the successor''s hash, derived by the caller from the presented token (a retry passes the same). status: rotated (successor inserted) | grace (rotated less than p_grace_seconds ago and its successor, whose hash equals p_new_token_hash, is unused: that successor is returned, nothing inserted) | reuse_detected (a rotated token outside grace or with a used successor: family revoked, audit refresh_token_reuse) | revoked (revoked by logout, session end, password change, reuse detection ..., or its session already ended: nothing changes, no audit) | expired | invalid (unknown token or inactive user; with user_id set: a grace successor with another hash, nothing changes). Never raises for these so a revocation commits. AU007 for bad ttl, grace or new hash/jti.';
+COMMENT ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) IS 'Rotates a refresh token in one transaction; the successor keeps the session''s amr, returned with it (NULL when the session did not state one); p_new_token_hash is the successor''s hash, derived by the caller from the presented token (a retry passes the same). status: rotated (successor inserted) | grace (rotated less than p_grace_seconds ago and its successor, whose hash equals p_new_token_hash, is unused: that successor is returned, nothing inserted) | reuse_detected (a rotated token outside grace or with a used successor: family revoked, audit refresh_token_reuse) | revoked (revoked by logout, session end, password change, reuse detection ..., or its session already ended: nothing changes, no audit) | expired | invalid (unknown token or inactive user; with user_id set: a grace successor with another hash, nothing changes). Never raises for these so a revocation commits. AU007 for bad ttl, grace or new hash/jti.';
 
 --
 -- Name: sp_run_cleanup(integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -2484,10 +2904,10 @@ ALTER FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_reten
 COMMENT ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) IS 'Periodic cleanup under an advisory lock: sp_cleanup_expired, then sp_cleanup_unverified_users; one row per item. No row at all when another caller holds the lock. AU007 on retention < 1. Audit cleanup (by the procedures it calls).';
 
 --
--- Name: sp_save_refresh_token(uuid, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+-- Name: sp_save_refresh_token(uuid, text, text, integer, integer, text[], jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id integer, family_id uuid, expires_at timestamp with time zone, family_expires_at timestamp with time zone)
+CREATE FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[] DEFAULT NULL::text[], p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id integer, family_id uuid, expires_at timestamp with time zone, family_expires_at timestamp with time zone, amr text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'activity', 'pg_temp'
     AS $_$
@@ -2503,6 +2923,9 @@ BEGIN
   IF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' OR p_jti IS NULL OR length(p_jti) NOT BETWEEN 1 AND 50 THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash must be lowercase hex SHA-256 and jti 1-50 characters';
   END IF;
+  IF NOT activity.fn_amr_is_valid(p_amr) THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'amr must hold pwd or fed, optionally otp';
+  END IF;
   -- FOR KEY SHARE: a concurrent revoke-all (FOR UPDATE) either sees this session or runs first.
   SELECT u.is_active INTO v_active FROM activity.users u WHERE u.id = p_user_id FOR KEY SHARE;
   IF NOT FOUND THEN
@@ -2512,27 +2935,27 @@ BEGIN
   END IF;
   v_family_expires := now() + make_interval(secs => p_family_ttl_seconds);
   BEGIN
-    INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip)
+    INSERT INTO activity.refresh_tokens (user_id, token, jti, expires_at, family_id, family_expires_at, user_agent, ip, amr)
     VALUES (p_user_id, p_token_hash, p_jti,
             least(now() + make_interval(secs => p_idle_ttl_seconds), v_family_expires),
             gen_random_uuid(), v_family_expires,
-            left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'))
+            left(NULLIF(p_ctx->>'userAgent', ''), 512), activity.fn_inet(p_ctx->>'ip'), p_amr)
     RETURNING * INTO v_token;
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'token hash or jti already used';
   END;
   PERFORM activity.fn_audit('session_started', p_user_id, p_ctx, jsonb_build_object('family_id', v_token.family_id));
-  RETURN QUERY SELECT v_token.id, v_token.family_id, v_token.expires_at, v_token.family_expires_at;
+  RETURN QUERY SELECT v_token.id, v_token.family_id, v_token.expires_at, v_token.family_expires_at, v_token.amr;
 END
 $_$;
 
-ALTER FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+ALTER FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb) OWNER TO activity_owner;
 
 --
--- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) IS 'Starts a session: a new refresh token family. AU002/AU003; AU007 for ttl <= 0, a malformed hash or a hash/jti already used. Audit session_started.';
+COMMENT ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb) IS 'Starts a session: a new refresh token family, remembering how the user authenticated (p_amr, RFC 8176: {pwd}, {fed}, {pwd,otp}, {fed,otp}; NULL: not stated) for every token the session will rotate to. AU002/AU003; AU007 for ttl <= 0, a bad amr, a malformed hash or a hash/jti already used. Audit session_started.';
 
 --
 -- Name: sp_schema_migrations(); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -2840,6 +3263,81 @@ ALTER FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx
 COMMENT ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) IS 'Sets the profile fields present in p_changes (keys username, first_name, last_name, phone; a null clears); returns the profile after. Names are trimmed (empty clears). Writes and audits profile_updated {fields} only when something differs. AU002/AU003 unknown or inactive user, AU007 not an object, unknown key or non-string value, AU010 username taken (any letter case, also under a race), AU011 username reserved, AU012 bad username, AU013 phone not E.164, AU014 name too long.';
 
 --
+-- Name: sp_use_mfa_recovery_code(uuid, text, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(used boolean, remaining integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  v_used      boolean;
+  v_remaining integer;
+BEGIN
+  PERFORM activity.fn_check_sha256_hex(p_code_hash, 'recovery code hash');
+  PERFORM 1 FROM activity.users u WHERE u.id = p_user_id AND u.is_active AND u.mfa_enabled FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT false, 0;
+    RETURN;
+  END IF;
+  UPDATE activity.mfa_recovery_codes c SET used_at = now()
+   WHERE c.user_id = p_user_id AND c.code_hash = p_code_hash AND c.used_at IS NULL;
+  v_used := FOUND;
+  SELECT count(*) INTO v_remaining FROM activity.mfa_recovery_codes c WHERE c.user_id = p_user_id AND c.used_at IS NULL;
+  IF v_used THEN
+    PERFORM activity.fn_audit('mfa_recovery_code_used', p_user_id, p_ctx, jsonb_build_object('remaining', v_remaining));
+  END IF;
+  RETURN QUERY SELECT v_used, v_remaining;
+END
+$$;
+
+ALTER FUNCTION activity.sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb) IS 'Spends a recovery code (its hash) once: used true and the unused codes left; used false when unknown, already spent (also under parallel calls), two-factor off or the user inactive. AU007 bad hash. Audit mfa_recovery_code_used.';
+
+--
+-- Name: sp_use_mfa_totp_step(uuid, bigint, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'activity', 'pg_temp'
+    AS $$
+BEGIN
+  IF p_step IS NULL OR p_step < 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'AU007', MESSAGE = 'step must be >= 1';
+  END IF;
+  -- Users row first (lock order; the audit row's foreign key takes it anyway).
+  PERFORM 1 FROM activity.users u WHERE u.id = p_user_id AND u.is_active AND u.mfa_enabled FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  -- Parallel presentations of one code wait on the row; the WHERE is evaluated again
+  -- on the newest version, so exactly one of them moves the step.
+  UPDATE activity.mfa_totp t SET last_used_step = p_step
+   WHERE t.user_id = p_user_id AND t.confirmed_at IS NOT NULL AND t.last_used_step < p_step;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM activity.fn_audit('mfa_verified', p_user_id, p_ctx, jsonb_build_object('method', 'totp', 'step', p_step));
+  RETURN true;
+END
+$$;
+
+ALTER FUNCTION activity.sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb) IS 'Records that a TOTP code of this step was accepted: true once per step and only for a step newer than the last accepted (a code replayed within its window, or an older one, gives false), also under parallel calls; false when two-factor is off or the user inactive. AU007 bad step. Audit mfa_verified.';
+
+--
 -- Name: sp_verify_user_email(uuid, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -2896,6 +3394,8 @@ CREATE TABLE activity.refresh_tokens (
     last_used_at timestamp with time zone,
     user_agent character varying(512),
     ip inet,
+    amr text[],
+    CONSTRAINT refresh_tokens_amr_check CHECK (activity.fn_amr_is_valid(amr)),
     CONSTRAINT refresh_tokens_expires_at_check CHECK ((expires_at > created_at)),
     CONSTRAINT refresh_tokens_family_expires_at_check CHECK ((family_expires_at > created_at)),
     CONSTRAINT refresh_tokens_revoked_at_check CHECK ((revoked = (revoked_at IS NOT NULL))),
@@ -2909,59 +3409,6 @@ ALTER TABLE activity.refresh_tokens OWNER TO activity_owner;
 --
 
 COMMENT ON TABLE activity.refresh_tokens IS 'Refresh tokens, stored as the SHA-256 (lowercase hex) of the token, never the token. One family = one login session.';
-
---
--- Name: users; Type: TABLE; Schema: activity; Owner: activity_owner
---
-
-CREATE TABLE activity.users (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    email character varying(255) NOT NULL,
-    hashed_password character varying(255),
-    is_verified boolean DEFAULT false NOT NULL,
-    is_active boolean DEFAULT true NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    verified_at timestamp with time zone,
-    last_login_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    password_changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    last_login_ip inet,
-    failed_login_attempts integer DEFAULT 0 NOT NULL,
-    locked_until timestamp with time zone,
-    username character varying(32),
-    first_name character varying(100),
-    last_name character varying(100),
-    phone character varying(16),
-    CONSTRAINT users_email_format_check CHECK (((email)::text ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text)),
-    CONSTRAINT users_email_lowercase_check CHECK (((email)::text = lower((email)::text))),
-    CONSTRAINT users_failed_login_attempts_check CHECK ((failed_login_attempts >= 0)),
-    CONSTRAINT users_first_name_check CHECK ((((first_name)::text = btrim((first_name)::text)) AND ((first_name)::text <> ''::text))),
-    CONSTRAINT users_hashed_password_check CHECK (((hashed_password)::text ~~ '$argon2%'::text)),
-    CONSTRAINT users_last_name_check CHECK ((((last_name)::text = btrim((last_name)::text)) AND ((last_name)::text <> ''::text))),
-    CONSTRAINT users_phone_format_check CHECK (((phone)::text ~ '^\+[1-9][0-9]{4,14}$'::text)),
-    CONSTRAINT users_username_format_check CHECK (((username)::text ~ '^[A-Za-z0-9_.]{3,32}$'::text)),
-    CONSTRAINT users_verified_at_check CHECK ((is_verified = (verified_at IS NOT NULL)))
-);
-
-ALTER TABLE activity.users OWNER TO activity_owner;
-
---
--- Name: TABLE users; Type: COMMENT; Schema: activity; Owner: activity_owner
---
-
-COMMENT ON TABLE activity.users IS 'Accounts. email is stored normalised (lower, trimmed); hashed_password is an argon2 PHC string, or NULL: no password (the user signs in only through a linked provider, activity.oauth_providers). No procedure sets it to NULL, and sp_unlink_oauth_provider never removes the last way in, so an active user always keeps one.';
-
---
--- Name: COLUMN users.username; Type: COMMENT; Schema: activity; Owner: activity_owner
---
-
-COMMENT ON COLUMN activity.users.username IS 'Optional sign-in name, 3..32 of [A-Za-z0-9_.], stored as given, unique case-insensitively (users_username_lower_idx); reserved names are refused by fn_require_username.';
-
---
--- Name: COLUMN users.phone; Type: COMMENT; Schema: activity; Owner: activity_owner
---
-
-COMMENT ON COLUMN activity.users.phone IS 'E.164 (+ and up to 15 digits), validated by the service with libphonenumber-js.';
 
 --
 -- Name: active_sessions; Type: VIEW; Schema: activity; Owner: activity_owner
@@ -3201,6 +3648,74 @@ ALTER TABLE activity.mail_budget OWNER TO activity_owner;
 --
 
 COMMENT ON TABLE activity.mail_budget IS 'Mails asked for per normalised recipient address (account or not) and kind in the current window; above the budget nothing is sent.';
+
+--
+-- Name: mfa_challenges; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.mfa_challenges (
+    token_hash text NOT NULL,
+    user_id uuid NOT NULL,
+    amr text[] NOT NULL,
+    device_hash text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT mfa_challenges_amr_check CHECK (((amr <@ ARRAY['pwd'::text, 'fed'::text]) AND (cardinality(amr) = 1))),
+    CONSTRAINT mfa_challenges_device_hash_check CHECK ((device_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT mfa_challenges_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT mfa_challenges_token_hash_check CHECK ((token_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.mfa_challenges OWNER TO activity_owner;
+
+--
+-- Name: TABLE mfa_challenges; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.mfa_challenges IS 'A first factor passed (password or provider) waiting for the second: the SHA-256 of the mfaToken, how the first factor was made (amr), the login''s trusted device (hash), single use until expires_at.';
+
+--
+-- Name: mfa_recovery_codes; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.mfa_recovery_codes (
+    user_id uuid NOT NULL,
+    code_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT mfa_recovery_codes_code_hash_check CHECK ((code_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.mfa_recovery_codes OWNER TO activity_owner;
+
+--
+-- Name: TABLE mfa_recovery_codes; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.mfa_recovery_codes IS 'Single-use recovery codes of the second factor, stored as the SHA-256 of the normalised code; used_at set when spent.';
+
+--
+-- Name: mfa_totp; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.mfa_totp (
+    user_id uuid NOT NULL,
+    secret_ciphertext text NOT NULL,
+    confirmed_at timestamp with time zone,
+    last_used_step bigint DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT mfa_totp_last_used_step_check CHECK ((last_used_step >= 0)),
+    CONSTRAINT mfa_totp_secret_ciphertext_check CHECK (((length(secret_ciphertext) >= 1) AND (length(secret_ciphertext) <= 1024)))
+);
+
+ALTER TABLE activity.mfa_totp OWNER TO activity_owner;
+
+--
+-- Name: TABLE mfa_totp; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.mfa_totp IS 'One TOTP secret per user, encrypted by the service (never readable here); confirmed_at NULL while the enrolment is not confirmed; last_used_step: the newest 30-second step a code was accepted for (replay refusal).';
 
 --
 -- Name: oauth_codes; Type: TABLE; Schema: activity; Owner: activity_owner
@@ -3465,6 +3980,27 @@ ALTER TABLE ONLY activity.mail_budget
     ADD CONSTRAINT mail_budget_pkey PRIMARY KEY (recipient, kind);
 
 --
+-- Name: mfa_challenges mfa_challenges_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_challenges
+    ADD CONSTRAINT mfa_challenges_pkey PRIMARY KEY (token_hash);
+
+--
+-- Name: mfa_recovery_codes mfa_recovery_codes_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_recovery_codes
+    ADD CONSTRAINT mfa_recovery_codes_pkey PRIMARY KEY (user_id, code_hash);
+
+--
+-- Name: mfa_totp mfa_totp_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_totp
+    ADD CONSTRAINT mfa_totp_pkey PRIMARY KEY (user_id);
+
+--
 -- Name: oauth_codes oauth_codes_pkey; Type: CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -3609,6 +4145,12 @@ CREATE INDEX login_attempts_last_failed_at_idx ON activity.login_attempts USING 
 CREATE INDEX mail_budget_window_start_idx ON activity.mail_budget USING btree (window_start);
 
 --
+-- Name: mfa_challenges_user_id_idx; Type: INDEX; Schema: activity; Owner: activity_owner
+--
+
+CREATE INDEX mfa_challenges_user_id_idx ON activity.mfa_challenges USING btree (user_id);
+
+--
 -- Name: oauth_codes_expires_at_idx; Type: INDEX; Schema: activity; Owner: activity_owner
 --
 
@@ -3701,6 +4243,27 @@ ALTER TABLE ONLY activity.email_tokens
     ADD CONSTRAINT email_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
 
 --
+-- Name: mfa_challenges mfa_challenges_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_challenges
+    ADD CONSTRAINT mfa_challenges_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_recovery_codes mfa_recovery_codes_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_recovery_codes
+    ADD CONSTRAINT mfa_recovery_codes_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_totp mfa_totp_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
+--
+
+ALTER TABLE ONLY activity.mfa_totp
+    ADD CONSTRAINT mfa_totp_user_id_fkey FOREIGN KEY (user_id) REFERENCES activity.users(id) ON DELETE CASCADE;
+
+--
 -- Name: oauth_codes oauth_codes_user_id_fkey; Type: FK CONSTRAINT; Schema: activity; Owner: activity_owner
 --
 
@@ -3751,6 +4314,12 @@ GRANT USAGE ON SCHEMA activity TO write_api_user;
 GRANT USAGE ON SCHEMA activity TO activity_readonly;
 
 --
+-- Name: FUNCTION fn_amr_is_valid(p_amr text[]); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_amr_is_valid(p_amr text[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_audit(p_action text, p_user_id uuid, p_ctx jsonb, p_details jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -3773,6 +4342,12 @@ REVOKE ALL ON FUNCTION activity.fn_check_lockout_policy(p_threshold integer, p_b
 --
 
 REVOKE ALL ON FUNCTION activity.fn_check_mail_policy(p_mail_max integer, p_mail_window_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_check_recovery_hashes(p_hashes text[]); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_check_recovery_hashes(p_hashes text[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION fn_check_sha256_hex(p_value text, p_what text); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3809,6 +4384,12 @@ REVOKE ALL ON FUNCTION activity.fn_issue_email_token(p_user_id uuid, p_email tex
 --
 
 REVOKE ALL ON FUNCTION activity.fn_issue_oauth_code(p_user_id uuid, p_provider activity.oauth_provider, p_code_hash text, p_ttl_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION fn_lock_mfa_user(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_lock_mfa_user(p_user_id uuid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION fn_lock_until(p_count integer, p_threshold integer, p_base_seconds integer, p_max_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3890,6 +4471,13 @@ REVOKE ALL ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid
 GRANT ALL ON FUNCTION activity.sp_begin_login(p_identifier text, p_user_id uuid, p_ip text, p_device_hash text, p_threshold integer, p_base_seconds integer, p_max_seconds integer, p_ip_threshold integer, p_window_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_begin_mfa_enrolment(p_user_id uuid, p_secret_ciphertext text, p_ctx jsonb) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_check_login_lock(p_email text, p_ip text); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -3946,11 +4534,25 @@ REVOKE ALL ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx
 GRANT ALL ON FUNCTION activity.sp_confirm_email_change(p_token_hash text, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_confirm_mfa_totp(p_user_id uuid, p_step bigint, p_recovery_hashes text[], p_ctx jsonb) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
 REVOKE ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_consume_email_token(p_token_hash text, p_purpose text, p_new_hashed_password text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_consume_mfa_challenge(p_token_hash text, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_consume_oauth_code(p_code_hash text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -3974,6 +4576,13 @@ REVOKE ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose 
 GRANT ALL ON FUNCTION activity.sp_create_email_token(p_user_id uuid, p_purpose text, p_token_hash text, p_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_create_mfa_challenge(p_token_hash text, p_user_id uuid, p_amr text[], p_device_hash text, p_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_create_oauth_state(p_state_hash text, p_binding_hash text, p_provider text, p_redirect_to text, p_link_user_id uuid, p_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -3993,6 +4602,13 @@ GRANT ALL ON FUNCTION activity.sp_create_user(p_email text, p_hashed_password te
 
 REVOKE ALL ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_deactivate_user(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_disable_mfa(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_disable_mfa(p_user_id uuid, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_disable_mfa(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_end_login_attempt(p_email text, p_ip text, p_device_hash text, p_outcome text, p_threshold integer, p_ip_threshold integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
@@ -4015,6 +4631,20 @@ GRANT ALL ON FUNCTION activity.sp_events_after(p_after_tx bigint, p_after_id big
 
 REVOKE ALL ON FUNCTION activity.sp_events_lag() FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_events_lag() TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_mfa_challenge(p_token_hash text); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_mfa_challenge(p_token_hash text) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_mfa_challenge(p_token_hash text) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_get_mfa_totp(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_get_mfa_totp(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_get_mfa_totp(p_user_id uuid) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_get_profile(p_user_id uuid); Type: ACL; Schema: activity; Owner: activity_owner
@@ -4101,6 +4731,13 @@ REVOKE ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx
 GRANT ALL ON FUNCTION activity.sp_record_successful_login(p_user_id uuid, p_ctx jsonb) TO auth_api_user;
 
 --
+-- Name: FUNCTION sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_replace_mfa_recovery_codes(p_user_id uuid, p_recovery_hashes text[], p_ctx jsonb) TO auth_api_user;
+
+--
 -- Name: FUNCTION sp_request_email_change(p_user_id uuid, p_new_email text, p_token_hash text, p_ttl_seconds integer, p_mail_max integer, p_mail_window_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -4150,11 +4787,11 @@ REVOKE ALL ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_aud
 GRANT ALL ON FUNCTION activity.sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer) TO auth_api_user;
 
 --
--- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
-REVOKE ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_ctx jsonb) TO auth_api_user;
+REVOKE ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_save_refresh_token(p_user_id uuid, p_token_hash text, p_jti text, p_idle_ttl_seconds integer, p_family_ttl_seconds integer, p_amr text[], p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_schema_migrations(); Type: ACL; Schema: activity; Owner: activity_owner
@@ -4206,6 +4843,20 @@ GRANT ALL ON FUNCTION activity.sp_update_password(p_user_id uuid, p_hashed_passw
 
 REVOKE ALL ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION activity.sp_update_profile(p_user_id uuid, p_changes jsonb, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_use_mfa_recovery_code(p_user_id uuid, p_code_hash text, p_ctx jsonb) TO auth_api_user;
+
+--
+-- Name: FUNCTION sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_use_mfa_totp_step(p_user_id uuid, p_step bigint, p_ctx jsonb) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_verify_user_email(p_user_id uuid, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner

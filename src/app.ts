@@ -4,13 +4,15 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { DestinationStream } from 'pino'
 import { loadSigningKeys } from './auth/keys.ts'
 import { createMailer } from './auth/mailer.ts'
+import { loadMfaKey, secretBox } from './auth/mfa/secret-box.ts'
+import { MfaService } from './auth/mfa/service.ts'
 import { createPasswordPolicy } from './auth/password-policy.ts'
 import { createPasswordHasher } from './auth/passwords.ts'
 import { deriveRefreshSuccessor, loadRefreshTokenPepper } from './auth/refresh-tokens.ts'
 import { providerClients } from './auth/oauth/providers.ts'
 import { OAuthService } from './auth/oauth/service.ts'
 import { ProfileService } from './auth/profile.ts'
-import { AuthService } from './auth/service.ts'
+import { AuthService, type LoginResult } from './auth/service.ts'
 import type { Config, TrustProxy } from './config.ts'
 import { checkSession, eventsLag } from './db/procedures.ts'
 import { loggingServerOptions, type RequestLogController } from './logging.ts'
@@ -24,6 +26,7 @@ import metricsPlugin from './plugins/metrics.ts'
 import rateLimitPlugin from './plugins/rate-limit.ts'
 import sessionCachePlugin from './plugins/session-cache.ts'
 import authRoutes from './routes/auth/index.ts'
+import mfaRoutes from './routes/auth/mfa.ts'
 import oauthRoutes from './routes/auth/oauth.ts'
 import profileRoutes from './routes/auth/profile.ts'
 import healthRoutes from './routes/health/index.ts'
@@ -34,6 +37,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     auth: AuthService
     profile: ProfileService
+    mfa: MfaService
   }
 }
 
@@ -125,7 +129,24 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
   })
   const refreshPepper = await loadRefreshTokenPepper({ pepper: config.refresh.pepper, dataDir, production })
   const mailer = createMailer({ ...config.mail, production, logger: app.log })
-  const service = new AuthService({
+  const mfaKey = await loadMfaKey({ key: config.mfa.encryptionKey, dataDir, production })
+  // The two services need each other (a verified second factor ends in the login's
+  // session start; a login asks for the second factor): the accounts side is reached late.
+  const mfa: MfaService = new MfaService({
+    db: app.db,
+    box: secretBox(mfaKey),
+    issuer: config.pages.appName,
+    lockout: config.lockout,
+    mailer,
+    log: app.log,
+    accounts: {
+      confirmPassword: async (userId, password, ctx): Promise<void> => service.confirmPassword(userId, password, ctx),
+      finishLogin: async (userId, device, amr, ctx): Promise<LoginResult> => service.finishLogin(userId, device, amr, ctx),
+      changed: (userId) => service.changed(userId),
+    },
+    onFailure: () => app.metrics.loginOutcome('failure'),
+  })
+  const service: AuthService = new AuthService({
     db: app.db,
     hasher: createPasswordHasher(config.argon2),
     passwordPolicy: createPasswordPolicy({ ...config.password, log: app.log }),
@@ -137,6 +158,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     onRefreshReuse: () => app.metrics.refreshReuse(),
     onMailSuppressed: (kind) => app.metrics.mailSuppressed(kind),
     cache: app.sessionCache,
+    secondFactor: mfa,
     policy: {
       requireEmailVerification: config.email.requireVerification,
       refreshTokenTtlSeconds: config.refresh.ttlSeconds,
@@ -159,10 +181,12 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     changed: (userId) => service.changed(userId),
   })
   app.decorate('profile', profile)
+  app.decorate('mfa', mfa)
   // Background mail finishes before the pool and the transport close.
   app.addHook('onClose', async () => {
     await service.drain()
     await profile.drain()
+    await mfa.drain()
     await mailer.close()
   })
 
@@ -178,6 +202,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
   })
   await app.register(authRoutes, { prefix: '/api/auth', service, credentialRateLimit: limit(rateLimit.credentialsMax) })
   await app.register(profileRoutes, { prefix: '/api/auth', profile, service, credentialRateLimit: limit(rateLimit.credentialsMax) })
+  await app.register(mfaRoutes, { prefix: '/api/auth/mfa', mfa, credentialRateLimit: limit(rateLimit.credentialsMax) })
   const oauth = new OAuthService({
     db: app.db,
     // Plain-http provider URLs only outside production (local authorization servers); config refuses them there.
@@ -185,6 +210,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
     settings: config.oauth,
     accounts: service,
     log: app.log,
+    secondFactor: mfa,
   })
   await app.register(oauthRoutes, {
     prefix: '/api/auth/oauth',

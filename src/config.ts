@@ -65,6 +65,10 @@ export const EnvSchema = Type.Object({
   // inside the grace window gets the same successor. Required in production; unset in
   // development: generated and kept under DATA_DIR/secrets.
   REFRESH_TOKEN_PEPPER: Type.Optional(Type.String({ minLength: 32 })),
+  // Key (32 bytes, base64 or hex) the TOTP secrets of two-factor sign-in are encrypted
+  // with (AES-256-GCM): the database alone must not let anyone mint codes. Required in
+  // production; unset in development: generated and kept under DATA_DIR/secrets.
+  MFA_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 32, maxLength: 256 })),
 
   // Email verification and reset.
   REQUIRE_EMAIL_VERIFICATION: Bool(true),
@@ -220,6 +224,7 @@ export interface Config {
     accessTokenTtlSeconds: number
   }
   refresh: { ttlSeconds: number; familyTtlSeconds: number; reuseGraceSeconds: number; pepper: string | undefined }
+  mfa: { encryptionKey: string | undefined }
   email: { requireVerification: boolean; tokenTtlSeconds: number }
   mail: { smtpUrl: string | undefined; from: string; appUrl: string; allowInsecureAppUrl: boolean }
   mailBudget: { max: number; windowSeconds: number }
@@ -332,6 +337,7 @@ function fromEnv(env: Env): Config {
       reuseGraceSeconds: env.REFRESH_REUSE_GRACE_SECONDS,
       pepper: env.REFRESH_TOKEN_PEPPER,
     },
+    mfa: { encryptionKey: env.MFA_ENCRYPTION_KEY },
     email: { requireVerification: env.REQUIRE_EMAIL_VERIFICATION, tokenTtlSeconds: env.EMAIL_TOKEN_TTL_SECONDS },
     mail: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, appUrl: env.APP_URL, allowInsecureAppUrl: env.ALLOW_INSECURE_APP_URL },
     mailBudget: { max: env.MAIL_BUDGET_MAX, windowSeconds: env.MAIL_BUDGET_WINDOW_SECONDS },
@@ -536,6 +542,9 @@ export function assertProductionSafe(config: Config, use: ConfigUse = 'service')
   if (use === 'service') {
     if (config.jwt.privateKeyPem === undefined) problems.push('JWT_PRIVATE_KEY is required (generated keys are for development)')
     problems.push(...weakPepper(config.refresh.pepper))
+    if (config.mfa.encryptionKey === undefined) {
+      problems.push('MFA_ENCRYPTION_KEY is required (a generated one is for development; e.g. openssl rand -base64 32)')
+    }
     // Always, not only with verification on: without SMTP, reset links would have nowhere to go.
     if (config.mail.smtpUrl === undefined) problems.push('SMTP_URL is required (production never logs mail)')
     if (!config.mail.allowInsecureAppUrl) problems.push(...insecureAppUrl(config.mail.appUrl))

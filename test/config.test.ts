@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from '../src/config.ts'
 
 /** 48 random bytes, base64url: what `openssl rand -base64 48` gives, URL-safe. */
 const GOOD_PEPPER = 'q3Vt7wYkP0sJ2nXcR9aLmE4hB6uZfD1gT8oKiW5yNvQxS-_rMjHbCe3pAlUzGdFo'
+const GOOD_MFA_KEY = 'mV0n1z3Qh8kq2b6Jc5xR7dL4tY9wE0aS1fG3hK5jP7o='
 
 t.test('defaults: development, embedded database, seed-000 pool settings', async (t) => {
   const c = loadConfig({})
@@ -51,6 +52,7 @@ t.test('production refuses development defaults', async (t) => {
         READONLY_DB_PASSWORD: 's3cret-c',
         JWT_PRIVATE_KEY: 'pem',
         REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
+        MFA_ENCRYPTION_KEY: GOOD_MFA_KEY,
         APP_URL: 'https://auth.example.com',
         REQUIRE_EMAIL_VERIFICATION: 'false',
       }),
@@ -79,6 +81,7 @@ t.test('production refuses development defaults', async (t) => {
     READONLY_DB_PASSWORD: 's3cret-c',
     JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----',
     REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
+    MFA_ENCRYPTION_KEY: GOOD_MFA_KEY,
     SMTP_URL: 'smtp://mail.internal:587',
     APP_URL: 'https://auth.example.com',
   })
@@ -96,6 +99,7 @@ const PRODUCTION = {
   READONLY_DB_PASSWORD: 's3cret-c',
   JWT_PRIVATE_KEY: 'pem',
   REFRESH_TOKEN_PEPPER: GOOD_PEPPER,
+  MFA_ENCRYPTION_KEY: GOOD_MFA_KEY,
   SMTP_URL: 'smtp://mail.internal:587',
   APP_URL: 'https://auth.example.com',
 }
@@ -173,6 +177,7 @@ t.test('REFRESH_TOKEN_PEPPER: required in production, at least 32 characters eve
     JWT_PRIVATE_KEY: 'pem',
     SMTP_URL: 'smtp://mail.internal:587',
     APP_URL: 'https://app.example.com',
+    MFA_ENCRYPTION_KEY: GOOD_MFA_KEY,
   }
   /** The ConfigError's message, '' when the configuration loads. */
   const refusal = (env: Record<string, string>): string => {
@@ -198,6 +203,10 @@ t.test('REFRESH_TOKEN_PEPPER: required in production, at least 32 characters eve
 
   t.equal(loadConfig({}).refresh.pepper, undefined, 'development: unset is allowed (one is generated under DATA_DIR)')
   t.throws(() => loadConfig({ REFRESH_TOKEN_PEPPER: 'too-short' }), /REFRESH_TOKEN_PEPPER/, 'a short one is refused in development too')
+  const withoutMfaKey: Record<string, string> = { ...production, REFRESH_TOKEN_PEPPER: GOOD_PEPPER }
+  delete withoutMfaKey.MFA_ENCRYPTION_KEY
+  t.match(refusal(withoutMfaKey), /MFA_ENCRYPTION_KEY is required/, 'production without an MFA key is refused')
+  t.equal(loadConfig({}).mfa.encryptionKey, undefined, 'development: no MFA key is allowed (one is generated under DATA_DIR)')
 })
 
 t.test('.env.example lists every variable of the schema, and loads as a valid development config', async (t) => {

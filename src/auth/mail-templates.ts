@@ -176,3 +176,42 @@ export function emailInUseMail(appUrl: string): MailContent {
     ]),
   }
 }
+
+/** Two-factor sign-in was turned off: a thief who got past both factors must not do it silently. */
+export function mfaDisabledMail(appUrl: string): MailContent {
+  return {
+    subject: 'Two-factor sign-in was turned off',
+    text: [
+      'Two-factor sign-in was just turned off for your account: a password alone now signs in.',
+      '',
+      'If it was you, there is nothing to do.',
+      'If it was not you, reset your password now with "Forgot password" on the login screen, then turn two-factor sign-in on again:',
+      appUrl,
+    ].join('\n'),
+    html: html([
+      'Two-factor sign-in was just turned off for your account: a password alone now signs in.',
+      'If it was you, there is nothing to do.',
+      `If it was not you, reset your password now with &quot;Forgot password&quot; on the login screen, then turn two-factor sign-in on again: ${button(appUrl, appUrl)}`,
+    ]),
+  }
+}
+
+/** A recovery code was spent: it is the way in without the authenticator, so the owner hears of each. */
+export function recoveryCodeUsedMail(appUrl: string, remaining: number): MailContent {
+  const left = `${String(remaining)} unused recovery code${remaining === 1 ? '' : 's'} left.`
+  return {
+    subject: 'A recovery code was used to sign in',
+    text: [
+      'One of your two-factor recovery codes was just used. Each works once; you have ' + left,
+      '',
+      'If it was you, consider making new codes in your account settings, especially when few are left.',
+      'If it was not you, someone has your password and a recovery code: reset your password now with "Forgot password" on the login screen:',
+      appUrl,
+    ].join('\n'),
+    html: html([
+      `One of your two-factor recovery codes was just used. Each works once; you have ${escapeHtml(left)}`,
+      'If it was you, consider making new codes in your account settings, especially when few are left.',
+      `If it was not you, someone has your password and a recovery code: reset your password now with &quot;Forgot password&quot; on the login screen: ${button(appUrl, appUrl)}`,
+    ]),
+  }
+}

@@ -7,8 +7,10 @@ import {
   emailChangeMail,
   emailChangeNoticeMail,
   emailInUseMail,
+  mfaDisabledMail,
   passwordChangedMail,
   passwordResetMail,
+  recoveryCodeUsedMail,
   verificationMail,
   type MailContent,
 } from './mail-templates.ts'
@@ -36,6 +38,9 @@ export interface Mailer {
   sendEmailChange(to: string, token: string): Promise<void>
   sendEmailChangeNotice(to: string, newEmail: string): Promise<void>
   sendEmailInUse(to: string): Promise<void>
+  /** Two-factor: turned off; a recovery code spent (the owner hears of each). */
+  sendMfaDisabled(to: string): Promise<void>
+  sendRecoveryCodeUsed(to: string, remaining: number): Promise<void>
   close(): Promise<void>
 }
 
@@ -81,6 +86,12 @@ export function createMailer(opts: MailerOptions): Mailer {
     },
     async sendEmailInUse(to) {
       await send(to, emailInUseMail(base), base)
+    },
+    async sendMfaDisabled(to) {
+      await send(to, mfaDisabledMail(base), base)
+    },
+    async sendRecoveryCodeUsed(to, remaining) {
+      await send(to, recoveryCodeUsedMail(base, remaining), base)
     },
     async close() {
       transport?.close()

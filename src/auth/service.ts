@@ -17,6 +17,7 @@ import type { PasswordHasher } from './passwords.ts'
 import type { SessionCache } from './session-cache.ts'
 import { newRefreshToken, type RefreshSuccessor } from './refresh-tokens.ts'
 import { hashToken, isWellFormedToken, newEmailToken } from './tokens.ts'
+import type { MfaChallengeAnswer, SecondFactorProof } from './mfa/service.ts'
 
 export interface AuthPolicy {
   requireEmailVerification: boolean
@@ -39,7 +40,11 @@ export interface AuthServiceDeps {
   mailer: Mailer
   policy: AuthPolicy
   log: FastifyBaseLogger
-  signAccessToken: (claims: { userId: string; sessionId: string }) => Promise<{ token: string; expiresIn: number }>
+  signAccessToken: (claims: {
+    userId: string
+    sessionId: string
+    amr: readonly string[] | null
+  }) => Promise<{ token: string; expiresIn: number }>
   /** The successor of a presented refresh token, derived under REFRESH_TOKEN_PEPPER (refresh-tokens.ts). */
   deriveRefreshSuccessor: (presented: string) => RefreshSuccessor
   onLoginOutcome?: (outcome: LoginOutcome) => void
@@ -51,12 +56,22 @@ export interface AuthServiceDeps {
    * ends a session or changes what GET /me shows tells it (changed()) before answering.
    */
   cache?: SessionCache
+  /** Two-factor sign-in (mfa/service.ts): the login's challenge and the sensitive actions' fresh factor. */
+  secondFactor?: SecondFactor
+}
+
+/** What the AuthService needs of the two-factor part. */
+export interface SecondFactor {
+  /** After a right password: a challenge when the user has two-factor on, else undefined. */
+  challenge(userId: string, firstFactor: 'pwd' | 'fed', deviceHash: string | null, ctx: Ctx): Promise<MfaChallengeAnswer | undefined>
+  /** Nothing when two-factor is off; else a fresh second factor or a 403/401/429 problem. */
+  requireFresh(userId: string, proof: SecondFactorProof, ctx: Ctx): Promise<void>
 }
 
 export type MailKind = sp.EmailTokenPurpose | 'account_exists'
 
 /** What GET /me shows: the account row, its profile and its linked providers. */
-export type Account = sp.UserRow & sp.Profile & { providers: sp.OAuthLinkRow[] }
+export type Account = sp.UserRow & sp.Profile & { providers: sp.OAuthLinkRow[]; mfaEnabled: boolean }
 
 export interface TokenPair {
   accessToken: string
@@ -235,7 +250,7 @@ export class AuthService {
   }
 
   /** identifier: an address or a username; both count against the account's one lockout key. */
-  async login(identifier: string, password: string, deviceToken: string | undefined, ctx: Ctx): Promise<LoginResult> {
+  async login(identifier: string, password: string, deviceToken: string | undefined, ctx: Ctx): Promise<LoginResult | MfaChallengeAnswer> {
     const { policy } = this.deps
     const { user, deviceHash } = await this.checkPassword({ email: identifier }, password, deviceToken, 'login_failed', ctx)
     if (user.isVerified !== true && policy.requireEmailVerification) {
@@ -247,26 +262,49 @@ export class AuthService {
       const rehashed = await this.deps.hasher.hash(password)
       await sp.updatePassword(this.deps.db, { userId: user.userId, hashedPassword: rehashed, endSessions: false, ctx })
     }
+    // Two-factor on: the password is settled, the session waits for the second factor.
+    const challenge = await this.deps.secondFactor?.challenge(user.userId, 'pwd', deviceHash, ctx)
+    if (challenge !== undefined) {
+      await this.passwordAccepted(user.email, deviceHash, ctx)
+      return challenge
+    }
+    return this.finishLogin(user.userId, { hash: deviceHash, token: deviceToken }, ['pwd'], ctx)
+  }
+
+  /**
+   * The end of a successful login (after the password, or after the second factor):
+   * the reservation settled, the device trusted, a new session with its amr.
+   */
+  async finishLogin(
+    userId: string,
+    trusted: { hash: string | null; token: string | undefined },
+    amr: readonly string[],
+    ctx: Ctx,
+  ): Promise<LoginResult> {
+    const { policy } = this.deps
     // A trusted device keeps its token; any other gets a new one.
-    const device = deviceHash !== null && deviceToken !== undefined ? { token: deviceToken, hash: deviceHash } : newEmailToken()
+    const device = trusted.hash !== null && trusted.token !== undefined ? { token: trusted.token, hash: trusted.hash } : newEmailToken()
     await sp.completeLogin(this.deps.db, {
-      userId: user.userId,
+      userId,
       ip: ctx.ip ?? null,
-      deviceHash,
+      deviceHash: trusted.hash,
       newDeviceHash: device.hash,
       deviceTtlSeconds: policy.deviceTtlSeconds,
       ipThreshold: policy.lockout.ipThreshold,
       ctx,
     })
     // last_login_at moved: GET /me shows it.
-    this.changed(user.userId)
-    const pair = await this.startSession(user.userId, ctx)
+    this.changed(userId)
+    const pair = await this.startSession(userId, ctx, amr)
     this.deps.onLoginOutcome?.('success')
     return { ...pair, deviceToken: device.token }
   }
 
-  /** A new session (refresh token family) and its token pair: after a login, or a provider sign-in's exchange. */
-  async startSession(userId: string, ctx: Ctx): Promise<TokenPair> {
+  /**
+   * A new session (refresh token family) and its token pair: after a login, or a provider
+   * sign-in's exchange. amr (RFC 8176) says how the user authenticated, for the whole session.
+   */
+  async startSession(userId: string, ctx: Ctx, amr: readonly string[]): Promise<TokenPair> {
     const refresh = newRefreshToken()
     const saved = await sp.saveRefreshToken(this.deps.db, {
       userId,
@@ -274,13 +312,14 @@ export class AuthService {
       jti: refresh.jti,
       idleTtlSeconds: this.deps.policy.refreshTokenTtlSeconds,
       familyTtlSeconds: this.deps.policy.refreshFamilyTtlSeconds,
+      amr,
       ctx,
     })
-    return this.pair(userId, saved.familyId, refresh.token)
+    return this.pair(userId, saved.familyId, refresh.token, saved.amr)
   }
 
-  private async pair(userId: string, sessionId: string, refreshToken: string): Promise<TokenPair> {
-    const access = await this.deps.signAccessToken({ userId, sessionId })
+  private async pair(userId: string, sessionId: string, refreshToken: string, amr: readonly string[] | null): Promise<TokenPair> {
+    const access = await this.deps.signAccessToken({ userId, sessionId, amr })
     return { accessToken: access.token, refreshToken, tokenType: 'Bearer', expiresIn: access.expiresIn }
   }
 
@@ -314,7 +353,7 @@ export class AuthService {
       )
     }
     if (result.status !== 'rotated' && result.status !== 'grace') throw INVALID_REFRESH()
-    return this.pair(result.userId, result.familyId, next.token)
+    return this.pair(result.userId, result.familyId, next.token, result.amr)
   }
 
   async logout(refreshToken: string, ctx: Ctx): Promise<void> {
@@ -337,12 +376,14 @@ export class AuthService {
   }
 
   private async loadAccount(userId: string): Promise<Account | undefined> {
-    const [user, profile, providers] = await Promise.all([
+    const [user, profile, providers, mfa] = await Promise.all([
       sp.getUserById(this.deps.db, { userId }),
       sp.getProfile(this.deps.db, { userId }),
       sp.listOAuthProviders(this.deps.db, { userId }),
+      sp.getMfaTotp(this.deps.db, { userId }),
     ])
-    return user?.isActive === true && profile !== undefined ? { ...user, ...profile, providers } : undefined
+    if (user?.isActive !== true || profile === undefined) return undefined
+    return { ...user, ...profile, providers, mfaEnabled: mfa?.mfaEnabled === true }
   }
 
   /** Tell the session cache before answering: this instance never serves what it just revoked or changed. */
@@ -371,15 +412,24 @@ export class AuthService {
     this.background('password-changed notice', () => this.deps.mailer.sendPasswordChanged(email))
   }
 
-  async deleteAccount(userId: string, password: string, ctx: Ctx): Promise<void> {
+  async deleteAccount(userId: string, password: string, proof: SecondFactorProof, ctx: Ctx): Promise<void> {
     await this.reauthenticate(userId, password, ctx)
+    await this.deps.secondFactor?.requireFresh(userId, proof, ctx)
     await sp.deactivateUser(this.deps.db, { userId, ctx })
     this.changed(userId)
   }
 
-  async changePassword(userId: string, sessionId: string, current: string, next: string, ctx: Ctx): Promise<void> {
+  async changePassword(
+    userId: string,
+    sessionId: string,
+    current: string,
+    next: string,
+    proof: SecondFactorProof,
+    ctx: Ctx,
+  ): Promise<void> {
     await this.assertPolicy(next)
     const email = await this.reauthenticate(userId, current, ctx)
+    await this.deps.secondFactor?.requireFresh(userId, proof, ctx)
     const hashed = await this.deps.hasher.hash(next)
     const ended = await sp.updatePassword(this.deps.db, { userId, hashedPassword: hashed, endSessions: true, keepFamilyId: sessionId, ctx })
     this.changed(userId)

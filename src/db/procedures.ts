@@ -81,6 +81,8 @@ export interface SavedRefreshToken {
   familyId: string
   expiresAt: Date
   familyExpiresAt: Date
+  /** How the user authenticated (RFC 8176), kept for every token of the session; null: not stated. */
+  amr: string[] | null
 }
 
 export interface RefreshTokenRow {
@@ -96,11 +98,16 @@ export interface RefreshTokenRow {
 /** sp_rotate_refresh_token's answer, narrowed by status (the columns each status sets). */
 export type RotationResult =
   /** rotated: the successor inserted now; grace: the one the first rotation inserted. */
-  | { status: 'rotated' | 'grace'; userId: string; familyId: string; tokenId: number; expiresAt: Date; familyExpiresAt: Date }
-  | { status: 'expired'; userId: string; familyId: string; tokenId: null; expiresAt: Date; familyExpiresAt: Date }
-  | { status: 'reuse_detected' | 'revoked'; userId: string; familyId: string; tokenId: null; expiresAt: null; familyExpiresAt: Date }
-  /** ids set only when a grace successor exists with another hash than newTokenHash (nothing changed). */
-  | { status: 'invalid'; userId: string | null; familyId: string | null; tokenId: null; expiresAt: null; familyExpiresAt: null }
+  (
+    | { status: 'rotated' | 'grace'; userId: string; familyId: string; tokenId: number; expiresAt: Date; familyExpiresAt: Date }
+    | { status: 'expired'; userId: string; familyId: string; tokenId: null; expiresAt: Date; familyExpiresAt: Date }
+    | { status: 'reuse_detected' | 'revoked'; userId: string; familyId: string; tokenId: null; expiresAt: null; familyExpiresAt: Date }
+    /** ids set only when a grace successor exists with another hash than newTokenHash (nothing changed). */
+    | { status: 'invalid'; userId: string | null; familyId: string | null; tokenId: null; expiresAt: null; familyExpiresAt: null }
+  ) & {
+    /** The session's amr (RFC 8176), null when it stated none or the token is invalid. */
+    amr: string[] | null
+  }
 
 export interface FailedLoginResult {
   failedCount: number
@@ -307,7 +314,7 @@ const SQL = {
   updatePassword: statement('sp_update_password', 'uuid', 'text', 'boolean', 'uuid', 'jsonb'),
   deactivateUser: statement('sp_deactivate_user', 'uuid', 'jsonb'),
   cleanupUnverifiedUsers: statement('sp_cleanup_unverified_users', 'integer'),
-  saveRefreshToken: statement('sp_save_refresh_token', 'uuid', 'text', 'text', 'integer', 'integer', 'jsonb'),
+  saveRefreshToken: statement('sp_save_refresh_token', 'uuid', 'text', 'text', 'integer', 'integer', 'text[]', 'jsonb'),
   revokeRefreshToken: statement('sp_revoke_refresh_token', 'text', 'text', 'jsonb'),
   getValidRefreshToken: statement('sp_get_valid_refresh_token', 'text'),
   rotateRefreshToken: statement('sp_rotate_refresh_token', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
@@ -412,7 +419,11 @@ export async function cleanupUnverifiedUsers(db: Queryable, args: { olderThanHou
 // ---------------------------------------------------------------------------
 // Refresh tokens and sessions
 
-/** Starts a session (new family). AU002/AU003; AU007 for ttl <= 0, bad hash or a hash/jti already used. */
+/**
+ * Starts a session (new family); amr (RFC 8176: ['pwd'], ['fed'], ['pwd', 'otp'], ['fed', 'otp'])
+ * is how the user authenticated, kept for the whole session. AU002/AU003; AU007 for ttl <= 0,
+ * a bad amr, a bad hash or a hash/jti already used.
+ */
 export async function saveRefreshToken(
   db: Queryable,
   args: {
@@ -421,6 +432,7 @@ export async function saveRefreshToken(
     jti: string
     idleTtlSeconds: number
     familyTtlSeconds: number
+    amr?: readonly string[] | null
     ctx?: RequestContext
   },
 ): Promise<SavedRefreshToken> {
@@ -430,6 +442,7 @@ export async function saveRefreshToken(
     args.jti,
     args.idleTtlSeconds,
     args.familyTtlSeconds,
+    args.amr ?? null,
     ctxJson(args.ctx),
   ])
 }
@@ -597,7 +610,7 @@ export async function beginLogin(
   ])
 }
 
-export type LoginAttemptOutcome = 'password_ok' | 'login_failed' | 'reauth_failed'
+export type LoginAttemptOutcome = 'password_ok' | 'login_failed' | 'reauth_failed' | 'mfa_failed'
 
 /**
  * Ends a check begun by beginLogin that starts no session: a right password in a
@@ -1063,4 +1076,113 @@ export interface ConfirmedEmailChange {
 /** Uses a change_email link. AU004/AU005/AU006 like the other links, AU003, AU001 address taken meanwhile, AU007. */
 export async function confirmEmailChange(db: Queryable, args: { tokenHash: string; ctx?: RequestContext }): Promise<ConfirmedEmailChange> {
   return callOne(db, PROFILE_SQL.confirmEmailChange, [args.tokenHash, ctxJson(args.ctx)])
+}
+
+// ---------------------------------------------------------------------------
+// Two-factor sign-in (TOTP and recovery codes). The secret reaches the database only
+// encrypted (src/auth/mfa/secret-box.ts), recovery codes and challenge tokens only as
+// their SHA-256 hex; the codes are computed and checked in the service.
+
+const MFA_SQL = {
+  beginMfaEnrolment: statement('sp_begin_mfa_enrolment', 'uuid', 'text', 'jsonb'),
+  getMfaTotp: statement('sp_get_mfa_totp', 'uuid'),
+  confirmMfaTotp: statement('sp_confirm_mfa_totp', 'uuid', 'bigint', 'text[]', 'jsonb'),
+  useMfaTotpStep: statement('sp_use_mfa_totp_step', 'uuid', 'bigint', 'jsonb'),
+  useMfaRecoveryCode: statement('sp_use_mfa_recovery_code', 'uuid', 'text', 'jsonb'),
+  replaceMfaRecoveryCodes: statement('sp_replace_mfa_recovery_codes', 'uuid', 'text[]', 'jsonb'),
+  disableMfa: statement('sp_disable_mfa', 'uuid', 'jsonb'),
+  createMfaChallenge: statement('sp_create_mfa_challenge', 'text', 'uuid', 'text[]', 'text', 'integer', 'jsonb'),
+  getMfaChallenge: statement('sp_get_mfa_challenge', 'text'),
+  consumeMfaChallenge: statement('sp_consume_mfa_challenge', 'text', 'jsonb'),
+} as const
+
+/** How the first factor was made: a password, or a provider (federated) sign-in. */
+export type FirstFactor = 'pwd' | 'fed'
+
+export interface MfaTotpState {
+  mfaEnabled: boolean
+  /** null when the user has no TOTP secret (not even a pending one). */
+  secretCiphertext: string | null
+  /** The secret is confirmed (false also when there is none). */
+  confirmed: boolean
+  /** The newest 30-second step a code was accepted for; null without a secret. */
+  lastUsedStep: number | null
+}
+
+export interface MfaChallenge {
+  userId: string
+  amr: FirstFactor[]
+  /** The login's trusted device (hash), or null. */
+  deviceHash: string | null
+}
+
+/** Stores a new unconfirmed secret; false when two-factor is already on. AU002/AU003/AU007. */
+export async function beginMfaEnrolment(
+  db: Queryable,
+  args: { userId: string; secretCiphertext: string; ctx?: RequestContext },
+): Promise<boolean> {
+  return callScalar<boolean>(db, MFA_SQL.beginMfaEnrolment, [args.userId, args.secretCiphertext, ctxJson(args.ctx)])
+}
+
+/** The two-factor state of an active user; undefined when unknown or inactive. */
+export async function getMfaTotp(db: Queryable, args: { userId: string }): Promise<MfaTotpState | undefined> {
+  const [row] = await call<Omit<MfaTotpState, 'lastUsedStep'> & { lastUsedStep: string | null }>(db, MFA_SQL.getMfaTotp, [args.userId])
+  return row === undefined ? undefined : { ...row, lastUsedStep: row.lastUsedStep === null ? null : Number(row.lastUsedStep) }
+}
+
+/** Turns two-factor on with the step of a checked code and the recovery code hashes; false when nothing was pending. AU002/AU003/AU007. */
+export async function confirmMfaTotp(
+  db: Queryable,
+  args: { userId: string; step: number; recoveryHashes: readonly string[]; ctx?: RequestContext },
+): Promise<boolean> {
+  return callScalar<boolean>(db, MFA_SQL.confirmMfaTotp, [args.userId, args.step, args.recoveryHashes, ctxJson(args.ctx)])
+}
+
+/** True once per step newer than the last accepted (the replay guard). AU007 bad step. */
+export async function useMfaTotpStep(db: Queryable, args: { userId: string; step: number; ctx?: RequestContext }): Promise<boolean> {
+  return callScalar<boolean>(db, MFA_SQL.useMfaTotpStep, [args.userId, args.step, ctxJson(args.ctx)])
+}
+
+/** Spends a recovery code once; remaining: the unused codes left. AU007 bad hash. */
+export async function useMfaRecoveryCode(
+  db: Queryable,
+  args: { userId: string; codeHash: string; ctx?: RequestContext },
+): Promise<{ used: boolean; remaining: number }> {
+  return callOne(db, MFA_SQL.useMfaRecoveryCode, [args.userId, args.codeHash, ctxJson(args.ctx)])
+}
+
+/** New recovery codes in place of all old ones; false when two-factor is off. AU002/AU003/AU007. */
+export async function replaceMfaRecoveryCodes(
+  db: Queryable,
+  args: { userId: string; recoveryHashes: readonly string[]; ctx?: RequestContext },
+): Promise<boolean> {
+  return callScalar<boolean>(db, MFA_SQL.replaceMfaRecoveryCodes, [args.userId, args.recoveryHashes, ctxJson(args.ctx)])
+}
+
+/** Deletes the secret, the codes and open challenges; true when two-factor was on. AU002/AU003. */
+export async function disableMfa(db: Queryable, args: { userId: string; ctx?: RequestContext }): Promise<boolean> {
+  return callScalar<boolean>(db, MFA_SQL.disableMfa, [args.userId, ctxJson(args.ctx)])
+}
+
+/** A first factor passed, waiting for the second (ttl 1..900 s). AU002/AU003, AU007 bad hash, amr, ttl or a hash reused. */
+export async function createMfaChallenge(
+  db: Queryable,
+  args: { tokenHash: string; userId: string; amr: FirstFactor; deviceHash: string | null; ttlSeconds: number; ctx?: RequestContext },
+): Promise<void> {
+  await call(db, MFA_SQL.createMfaChallenge, [args.tokenHash, args.userId, [args.amr], args.deviceHash, args.ttlSeconds, ctxJson(args.ctx)])
+}
+
+/** A live challenge, without spending it; undefined when unknown, used, expired or its user inactive. AU007 bad hash. */
+export async function getMfaChallenge(db: Queryable, args: { tokenHash: string }): Promise<MfaChallenge | undefined> {
+  const [row] = await call<MfaChallenge>(db, MFA_SQL.getMfaChallenge, [args.tokenHash])
+  return row
+}
+
+/** Spends a live challenge: exactly one of parallel callers gets it. AU007 bad hash. */
+export async function consumeMfaChallenge(
+  db: Queryable,
+  args: { tokenHash: string; ctx?: RequestContext },
+): Promise<MfaChallenge | undefined> {
+  const [row] = await call<MfaChallenge>(db, MFA_SQL.consumeMfaChallenge, [args.tokenHash, ctxJson(args.ctx)])
+  return row
 }

@@ -73,6 +73,21 @@ export const EVENT_PAYLOADS = {
     },
     { additionalProperties: false },
   ),
+  'mfa.enabled': Type.Object({}, { additionalProperties: false }),
+  'mfa.disabled': Type.Object({}, { additionalProperties: false }),
+  'mfa.recovery_code_used': Type.Object(
+    { remaining: Type.Integer({ minimum: 0, description: 'Unused recovery codes left.' }) },
+    { additionalProperties: false },
+  ),
+  'mfa.failed': Type.Object(
+    {
+      failedCount: Type.Integer({
+        minimum: 0,
+        description: 'Failed attempts the lockout now counts for the account (or the trusted device).',
+      }),
+    },
+    { additionalProperties: false },
+  ),
 } as const satisfies Record<string, TSchema>
 
 export type EventType = keyof typeof EVENT_PAYLOADS

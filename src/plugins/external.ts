@@ -77,6 +77,7 @@ async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions)
         tags: [
           { name: 'auth', description: 'Sign up, verify, log in, refresh, log out; the account and its sessions' },
           { name: 'oauth', description: 'Sign in with Google and GitHub; link and unlink them (docs/security.md)' },
+          { name: 'mfa', description: "Two-factor sign-in: TOTP enrolment, the login's second step, recovery codes (docs/security.md)" },
           { name: 'keys', description: 'Public keys to verify access tokens offline' },
           { name: 'health', description: 'Probes for balancers, orchestrators and operators (outside the rate limit)' },
           { name: 'metrics', description: 'Prometheus metrics for scrapers' },

@@ -16,11 +16,20 @@ export interface AuthContext {
   userId: string
   sessionId: string
   jti: string
+  /** How the user authenticated (RFC 8176 amr: pwd, fed, otp); absent in tokens of sessions that stated none. */
+  amr?: string[]
+}
+
+/** What an access token says: the user, the session and, when known, how the user authenticated. */
+export interface AccessClaims {
+  userId: string
+  sessionId: string
+  amr?: readonly string[] | null
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    signAccessToken: (claims: { userId: string; sessionId: string }) => Promise<{ token: string; expiresIn: number }>
+    signAccessToken: (claims: AccessClaims) => Promise<{ token: string; expiresIn: number }>
     /** preHandler for protected routes: sets request.auth or answers 401 invalid_token. */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   }
@@ -101,15 +110,16 @@ export default fp<JwtPluginOptions>(
       },
     })
 
-    app.decorate('signAccessToken', async ({ userId, sessionId }: { userId: string; sessionId: string }) => {
-      const token = app.jwt.sign({ sub: userId, sid: sessionId, jti: randomUUID() })
+    app.decorate('signAccessToken', async ({ userId, sessionId, amr }: AccessClaims) => {
+      // amr (RFC 8176) lets other services require a second factor: ["pwd","otp"].
+      const token = app.jwt.sign({ sub: userId, sid: sessionId, jti: randomUUID(), ...(amr == null ? {} : { amr: [...amr] }) })
       return { token, expiresIn: opts.accessTokenTtlSeconds }
     })
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const header = request.headers.authorization
       if (typeof header !== 'string' || !BEARER.test(header)) throw invalidToken('a Bearer access token is required')
-      let payload: { sub?: unknown; sid?: unknown; jti?: unknown; iat?: unknown }
+      let payload: { sub?: unknown; sid?: unknown; jti?: unknown; iat?: unknown; amr?: unknown }
       try {
         payload = await request.jwtVerify<typeof payload>()
       } catch {
@@ -125,7 +135,9 @@ export default fp<JwtPluginOptions>(
       // A well-signed token with a malformed id must answer 401, not reach the database as a bad uuid.
       if (!UUID.test(sub) || !UUID.test(sid)) throw invalidToken('access token is invalid or expired')
       if (!(await opts.checkSession(sub, sid))) throw invalidToken('session has ended')
+      const { amr } = payload
       request.auth = { userId: sub, sessionId: sid, jti }
+      if (Array.isArray(amr) && amr.every((m) => typeof m === 'string')) request.auth.amr = amr
     })
   },
   { name: 'jwt', fastify: '5.x' },

@@ -3,6 +3,7 @@
 // lets through, and what it returns must be what the reply schema serializes.
 import { Type, type TSchema } from '@sinclair/typebox'
 import { closed, Email, OpaqueToken, Password, Uuid } from './common.ts'
+import { MfaChallengeSchema, SecondFactorFields } from './mfa.ts'
 
 export const SignupBody = closed({ email: Email, password: Password })
 /** Exactly one of email and identifier (a username or an address); the route refuses both or neither. */
@@ -17,9 +18,9 @@ export const LinkTokenBody = closed({ token: OpaqueToken })
 /** Resend verification, forgot password: an address, and the same answer whether it has an account. */
 export const EmailBody = closed({ email: Email })
 export const RefreshTokenBody = closed({ refreshToken: OpaqueToken })
-/** A re-authentication (delete the account). */
-export const PasswordBody = closed({ password: Password })
-export const ChangePasswordBody = closed({ currentPassword: Password, newPassword: Password })
+/** A re-authentication (delete the account); with two-factor on, a second factor too. */
+export const PasswordBody = closed({ password: Password, ...SecondFactorFields })
+export const ChangePasswordBody = closed({ currentPassword: Password, newPassword: Password, ...SecondFactorFields })
 export const ResetPasswordBody = closed({ token: OpaqueToken, newPassword: Password })
 export const SessionParams = closed({ id: Uuid })
 
@@ -29,12 +30,14 @@ export const TokenPairSchema = closed({
   tokenType: Type.Literal('Bearer'),
   expiresIn: Type.Integer(),
 })
-export const LoginSchema = closed({
+export const LoginTokensSchema = closed({
   ...TokenPairSchema.properties,
   // OWASP device cookie: sent back at the next login from this device, its guesses
   // count against it alone, so nobody else can lock the owner out (docs/security.md).
   deviceToken: Type.String(),
 })
+/** A login's answer: the session, or (two-factor on) the challenge POST /mfa/verify completes. */
+export const LoginSchema = Type.Union([LoginTokensSchema, MfaChallengeSchema])
 export const VerifiedSchema = closed({ verified: Type.Literal(true) })
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
 /** The profile fields of GET /me (issue 17); null when not set. */
@@ -53,6 +56,8 @@ export const MeSchema = closed({
   /** False for an account made through a provider until a reset sets one. */
   hasPassword: Type.Boolean(),
   ...ProfileProperties,
+  /** Two-factor sign-in is on. */
+  mfaEnabled: Type.Boolean(),
   /** The linked sign-in providers (Google, GitHub). */
   providers: Type.Array(
     closed({

@@ -12,6 +12,7 @@ function productionEnv(extra: Record<string, string> = {}): Record<string, strin
     NODE_ENV: 'production',
     JWT_PRIVATE_KEY: generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
     REFRESH_TOKEN_PEPPER: randomBytes(48).toString('base64url'),
+    MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     AUTH_API_DB_PASSWORD: randomBytes(16).toString('hex'),
     WRITE_API_DB_PASSWORD: randomBytes(16).toString('hex'),
     READONLY_DB_PASSWORD: randomBytes(16).toString('hex'),

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { bearer, createAuthClient, type LoginResult, type Problem, type TokenPair } from '../../client/index.ts'
+import { bearer, createAuthClient, isMfaChallenge, type LoginResult, type Problem, type TokenPair } from '../../client/index.ts'
 import { DOCUMENT_SETTINGS, openapiDocument } from '../../scripts/openapi.ts'
 import { CLIENT_SCHEMA_FILE, renderClientSchema } from '../../scripts/generate-client.ts'
 import { build, json } from '../helpers/app.ts'
@@ -55,8 +55,9 @@ t.test('signup → verify → login → me → refresh → logout through the ty
 
   const login = await client.POST('/api/auth/login', { body: { email, password: PASSWORD } })
   t.equal(login.response.status, 200)
-  const pair: LoginResult | undefined = login.data
-  if (pair === undefined) throw new Error(`login failed: ${JSON.stringify(login.error)}`)
+  const answer = login.data
+  if (answer === undefined || isMfaChallenge(answer)) throw new Error(`login failed: ${JSON.stringify(login.error)}`)
+  const pair: LoginResult = answer
   t.equal(pair.tokenType, 'Bearer')
 
   const me = await client.GET('/api/auth/me', { headers: bearer(pair.accessToken) })

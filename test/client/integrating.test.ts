@@ -104,7 +104,7 @@ import { AuthError, currentUser, logIn, refresh } from './client.ts'
 const input = JSON.parse(process.argv[2] ?? '') as { email: string; password: string; unverified: string }
 const wrong = await logIn(input.email, 'not the password at all')
 const pair = await logIn(input.email, input.password)
-if (pair === undefined) throw new Error('login failed')
+if (pair === undefined || 'mfaRequired' in pair) throw new Error('login failed')
 const me = await currentUser(pair.accessToken)
 const next = await refresh(pair.refreshToken)
 const bogus = await currentUser('not-a-token')

@@ -9,9 +9,14 @@ import { Ajv2020 } from 'ajv/dist/2020.js'
 import formats from 'ajv-formats'
 import {
   confirmEmailChange,
+  beginLogin,
+  beginMfaEnrolment,
+  confirmMfaTotp,
   consumeEmailToken,
   createEmailToken,
   deactivateUser,
+  disableMfa,
+  endLoginAttempt,
   linkOAuthProvider,
   oauthSignIn,
   recordFailedLogin,
@@ -24,6 +29,7 @@ import {
   unlinkOAuthProvider,
   updatePassword,
   updateProfile,
+  useMfaRecoveryCode,
 } from '../../src/db/procedures.ts'
 import { EVENT_PAYLOADS, EVENT_TYPES, EVENT_VERSION, type EventType } from '../../src/events/catalogue.ts'
 import { projectPath } from '../../src/paths.ts'
@@ -129,6 +135,14 @@ t.test('every event written validates against its catalogue schema and carries n
     mail: { max: 5, windowSeconds: 3600 },
   })
   await confirmEmailChange(api, { tokenHash: change })
+  const mfaUser = await newUser(api)
+  await beginMfaEnrolment(api, { userId: mfaUser.id, secretCiphertext: remember('v1:aXY:dGFn:Y2lwaGVy') })
+  const recovery = [remember(hex64()), remember(hex64())]
+  await confirmMfaTotp(api, { userId: mfaUser.id, step: 1, recoveryHashes: recovery })
+  await useMfaRecoveryCode(api, { userId: mfaUser.id, codeHash: recovery[0] ?? '' })
+  const guess = await beginLogin(api, { email: null, userId: mfaUser.id, ip: null, deviceHash: null, policy: LOCKOUT })
+  await endLoginAttempt(api, { email: guess.email ?? '', ip: null, deviceHash: null, outcome: 'mfa_failed', policy: LOCKOUT })
+  await disableMfa(api, { userId: mfaUser.id })
 
   const events = await rows<{ type: string; version: number; session_id: string | null; payload: unknown }>(
     admin,

@@ -14,7 +14,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { OAuthSettings } from '../../config.ts'
 import * as sp from '../../db/procedures.ts'
 import { badRequest, forbidden, HttpProblem, notFound } from '../../http/problem.ts'
-import type { Ctx, TokenPair } from '../service.ts'
+import type { MfaChallengeAnswer, SecondFactorProof } from '../mfa/service.ts'
+import type { Ctx, SecondFactor, TokenPair } from '../service.ts'
 import { hashToken, isWellFormedToken, newEmailToken } from '../tokens.ts'
 import { bindingFor, flowSecrets, newState } from './binding.ts'
 import type { ProviderClient, ProviderIdentity } from './providers.ts'
@@ -29,13 +30,15 @@ export interface OAuthServiceDeps {
   settings: OAuthSettings
   /** The password and session parts of the AuthService. */
   accounts: {
-    startSession(userId: string, ctx: Ctx): Promise<TokenPair>
+    startSession(userId: string, ctx: Ctx, amr: readonly string[]): Promise<TokenPair>
     /** Throws the login's problems (401, 429) when the password is wrong. */
     confirmPassword(userId: string, password: string, ctx: Ctx): Promise<void>
     /** The user's links changed (GET /me shows them): the session cache forgets the account. */
     changed(userId?: string): void
   }
   log: FastifyBaseLogger
+  /** Two-factor sign-in: a provider sign-in of a user with it on gets the same challenge as a login. */
+  secondFactor?: SecondFactor
 }
 
 /** Where the start sends the browser, and the binding cookie to set. */
@@ -241,17 +244,22 @@ export class OAuthService {
     }
   }
 
-  /** POST /oauth/exchange: the one-time code of the callback for a new session. */
-  async exchange(code: string, ctx: Ctx): Promise<TokenPair> {
+  /**
+   * POST /oauth/exchange: the one-time code of the callback for a new session, or (the
+   * user has two-factor on) for the challenge POST /mfa/verify completes.
+   */
+  async exchange(code: string, ctx: Ctx): Promise<TokenPair | MfaChallengeAnswer> {
     if (!isWellFormedToken(code)) throw invalidCode()
     const redeemed = await sp.consumeOAuthCode(this.deps.db, { codeHash: hashToken(code), ctx })
     if (redeemed === undefined) throw invalidCode()
-    return this.deps.accounts.startSession(redeemed.userId, ctx)
+    const challenge = await this.deps.secondFactor?.challenge(redeemed.userId, 'fed', null, ctx)
+    return challenge ?? this.deps.accounts.startSession(redeemed.userId, ctx, ['fed'])
   }
 
-  /** DELETE /oauth/{provider}: never the last way in. */
-  async unlink(userId: string, provider: string, ctx: Ctx): Promise<void> {
+  /** DELETE /oauth/{provider}: never the last way in; a fresh second factor when two-factor is on. */
+  async unlink(userId: string, provider: string, proof: SecondFactorProof, ctx: Ctx): Promise<void> {
     if (!(sp.OAUTH_PROVIDERS as readonly string[]).includes(provider)) throw notFound('provider_not_linked', 'no such provider is linked')
+    await this.deps.secondFactor?.requireFresh(userId, proof, ctx)
     const status = await sp.unlinkOAuthProvider(this.deps.db, { userId, provider: provider as sp.OAuthProvider, ctx })
     this.deps.accounts.changed(userId)
     if (status === 'not_linked') throw notFound('provider_not_linked', 'no such provider is linked')

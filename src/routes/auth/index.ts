@@ -48,6 +48,9 @@ const LINK = 'the link is invalid, expired or already used (`invalid_token`, `to
 const BREACH_CHECK = 'the breached-password check is unavailable (`breach_check_unavailable`, when PASSWORD_BREACH_FAIL_OPEN=false)'
 const WRONG_PASSWORD = 'the password is wrong (`invalid_credentials`; counts as a failed login)'
 const LOCKED = 'too many failed logins (`too_many_attempts`); wait Retry-After seconds'
+/** The sensitive operations' second factor (two-factor on): docs/security.md, "Two-factor". */
+export const MFA_MISSING = 'two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`)'
+export const MFA_WRONG = 'the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login)'
 const ACCEPTED_WHY = 'Accepted; the same answer whether or not the address has an account'
 
 export function requestContext(request: FastifyRequest): Ctx {
@@ -76,6 +79,7 @@ export function meBody(user: Awaited<ReturnType<AuthService['me']>>) {
     createdAt: user.createdAt.toISOString(),
     lastLoginAt: user.lastLoginAt?.toISOString() ?? null,
     hasPassword: user.hashedPassword !== null,
+    mfaEnabled: user.mfaEnabled,
     username: user.username,
     firstName: user.firstName,
     lastName: user.lastName,
@@ -164,7 +168,12 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         summary: 'Log in with email or username and password: a token pair and a device token',
         body: LoginBody,
         response: responses(
-          { 200: json('A new session: the token pair and the device token to send at the next login', LoginSchema) },
+          {
+            200: json(
+              'A new session: the token pair and the device token to send at the next login; or, when the account has two-factor sign-in on, `{mfaRequired: true, mfaToken}` (no tokens yet: POST /api/auth/mfa/verify)',
+              LoginSchema,
+            ),
+          },
           {
             ...withBody,
             errors: {
@@ -267,16 +276,17 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         ...bearer,
         operationId: 'deleteMe',
-        summary: 'Deactivate the account (the password again)',
+        summary: 'Deactivate the account (the password again, and the second factor when two-factor is on)',
         body: PasswordBody,
         response: responses(
           { 204: noContent('The account is deactivated and its sessions ended') },
-          { ...withToken, body: true, errors: { 401: WRONG_PASSWORD, 429: LOCKED } },
+          { ...withToken, body: true, errors: { 401: `${WRONG_PASSWORD}; or ${MFA_WRONG}`, 403: MFA_MISSING, 429: LOCKED } },
         ),
       },
     },
     async (request, reply) => {
-      await service.deleteAccount(authOf(request).userId, request.body.password, requestContext(request))
+      const { password, ...proof } = request.body
+      await service.deleteAccount(authOf(request).userId, password, proof, requestContext(request))
       return reply.code(204).send()
     },
   )
@@ -289,18 +299,22 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         ...bearer,
         operationId: 'changePassword',
-        summary: 'Change the password (ends the other sessions)',
+        summary: 'Change the password (ends the other sessions; the second factor too when two-factor is on)',
         body: ChangePasswordBody,
         response: responses(
           { 204: noContent('The password is changed; the other sessions have ended') },
-          { ...withToken, body: true, errors: { 400: PASSWORD_POLICY, 401: WRONG_PASSWORD, 429: LOCKED, 503: BREACH_CHECK } },
+          {
+            ...withToken,
+            body: true,
+            errors: { 400: PASSWORD_POLICY, 401: `${WRONG_PASSWORD}; or ${MFA_WRONG}`, 403: MFA_MISSING, 429: LOCKED, 503: BREACH_CHECK },
+          },
         ),
       },
     },
     async (request, reply) => {
       const { userId, sessionId } = authOf(request)
-      const { currentPassword, newPassword } = request.body
-      await service.changePassword(userId, sessionId, currentPassword, newPassword, requestContext(request))
+      const { currentPassword, newPassword, ...proof } = request.body
+      await service.changePassword(userId, sessionId, currentPassword, newPassword, proof, requestContext(request))
       return reply.code(204).send()
     },
   )

@@ -10,9 +10,10 @@ import { BINDING_COOKIE } from '../../auth/oauth/binding.ts'
 import type { OAuthService } from '../../auth/oauth/service.ts'
 import { OAUTH_PROVIDERS } from '../../db/procedures.ts'
 import { TokenPairSchema } from '../../schemas/auth.ts'
+import { MfaChallengeSchema, UnlinkBody } from '../../schemas/mfa.ts'
 import { closed, OpaqueToken, Password } from '../../schemas/common.ts'
 import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
-import { requestContext } from './index.ts'
+import { MFA_MISSING, MFA_WRONG, requestContext } from './index.ts'
 
 export interface OAuthRoutesOptions {
   oauth: OAuthService
@@ -146,7 +147,12 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
         summary: 'Exchange the one-time code of the callback for a token pair',
         body: ExchangeBody,
         response: responses(
-          { 200: json('A new session: the token pair', TokenPairSchema) },
+          {
+            200: json(
+              'A new session: the token pair; or, when the account has two-factor sign-in on, `{mfaRequired: true, mfaToken}` (no tokens yet: POST /api/auth/mfa/verify)',
+              Type.Union([TokenPairSchema, MfaChallengeSchema]),
+            ),
+          },
           { ...api, body: true, errors: { 400: 'the code is invalid, expired or used (`invalid_oauth_code`)' } },
         ),
       },
@@ -195,12 +201,15 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
   app.delete(
     '/:provider',
     {
+      // With two-factor on it checks a code: the credential limit and the lockout apply.
+      config: limited,
       preHandler: app.authenticate,
       schema: {
         ...bearer,
         operationId: 'oauthUnlink',
-        summary: 'Unlink a provider from the signed-in account (never the last way in)',
+        summary: 'Unlink a provider from the signed-in account (never the last way in; the second factor when two-factor is on)',
         params: ProviderParams,
+        body: UnlinkBody,
         response: responses(
           { 204: noContent('The provider is unlinked') },
           {
@@ -209,8 +218,11 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
             body: true,
             params: true,
             errors: {
+              401: MFA_WRONG,
+              403: MFA_MISSING,
               404: 'the provider is not linked to this account (`provider_not_linked`)',
               409: 'it is the only way in: no password and no other provider (`last_way_in`)',
+              429: 'too many failed logins (`too_many_attempts`); wait Retry-After seconds',
             },
           },
         ),
@@ -219,7 +231,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
     async (request, reply) => {
       const auth = request.auth
       if (auth === undefined) throw new Error('authenticate preHandler missing')
-      await oauth.unlink(auth.userId, request.params.provider, requestContext(request))
+      await oauth.unlink(auth.userId, request.params.provider, request.body ?? {}, requestContext(request))
       return reply.code(204).send()
     },
   )

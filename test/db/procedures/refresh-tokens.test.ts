@@ -97,7 +97,15 @@ t.test('expired, revoked and unknown refresh tokens are not valid and do not rot
   )
   t.notOk(await lastAudit(ctx.admin, 'refresh_token_reuse'), 'no reuse audited')
 
-  t.same(await rotate(hex64()), { status: 'invalid', userId: null, familyId: null, tokenId: null, expiresAt: null, familyExpiresAt: null })
+  t.same(await rotate(hex64()), {
+    status: 'invalid',
+    userId: null,
+    familyId: null,
+    tokenId: null,
+    expiresAt: null,
+    familyExpiresAt: null,
+    amr: null,
+  })
   await t.rejects(revokeRefreshToken(ctx.api, { tokenHash: hex64(), reason: 'bogus' as RevokeReason }), dbError('invalid_argument'))
 })
 
@@ -185,6 +193,7 @@ t.test('the same token presented again within the grace window gets the same suc
     tokenId: null,
     expiresAt: null,
     familyExpiresAt: null,
+    amr: null,
   })
   t.same(await tokenRows(ctx.admin, s.familyId), family, 'family unchanged')
   t.equal((await auditActions(ctx.admin, user.id)).length, 6, 'nothing audited')
