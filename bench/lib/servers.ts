@@ -10,6 +10,7 @@ import { nodeArgs, startChild, waitForHttp, type Child } from './proc.ts'
 
 const keyPem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
 const refreshPepper = randomBytes(48).toString('base64url')
+const mfaKey = randomBytes(32).toString('base64')
 const secret = () => randomBytes(12).toString('base64url')
 const rolePasswords = { AUTH_API_DB_PASSWORD: secret(), WRITE_API_DB_PASSWORD: secret(), READONLY_DB_PASSWORD: secret() }
 
@@ -41,6 +42,7 @@ function serviceEnv(db: BenchDatabase, port: number, dataDir: string): Record<st
     RATE_LIMIT_ENABLED: 'false',
     JWT_PRIVATE_KEY: keyPem,
     REFRESH_TOKEN_PEPPER: refreshPepper,
+    MFA_ENCRYPTION_KEY: mfaKey,
     // Never contacted: no route the bench drives sends mail.
     SMTP_URL: 'smtp://127.0.0.1:9',
     // Production refuses a plain-http or localhost APP_URL; no link is ever mailed here.
