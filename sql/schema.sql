@@ -3461,7 +3461,8 @@ CREATE VIEW activity.active_users AS
     u.username,
     u.first_name,
     u.last_name,
-    u.phone
+    u.phone,
+    u.mfa_enabled
    FROM activity.users u
   WHERE u.is_active;
 
@@ -3471,7 +3472,7 @@ ALTER TABLE activity.active_users OWNER TO activity_owner;
 -- Name: VIEW active_users; Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON VIEW activity.active_users IS 'Active accounts with their profile fields, without password hashes; has_password false: the account signs in through a linked provider only.';
+COMMENT ON VIEW activity.active_users IS 'Active accounts with their profile fields and whether two-factor sign-in is on, without password hashes or second-factor secrets; has_password false: the account signs in through a linked provider only.';
 
 --
 -- Name: audit_logs; Type: TABLE; Schema: activity; Owner: activity_owner

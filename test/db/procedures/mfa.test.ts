@@ -20,6 +20,7 @@ import {
   useMfaRecoveryCode,
   useMfaTotpStep,
 } from '../../../src/db/procedures.ts'
+import { createTestDatabase, testPool } from '../../helpers/db.ts'
 import { dbError, hex64, newUser, rows } from '../../helpers/fixtures.ts'
 import { auditActions, deactivated, lastAudit, LOCKOUT, NO_USER, setup, type Ctx } from './setup.ts'
 
@@ -291,4 +292,29 @@ t.test('a session keeps its amr across rotations; only the amr values this servi
       JSON.stringify(amr),
     )
   }
+})
+
+t.test('activity_readonly sees in active_users whether two-factor is on, and nothing of its secrets', async (t) => {
+  const db = await createTestDatabase(t)
+  const ctx: Ctx = { api: testPool(t, db.url, 2), admin: testPool(t, db.adminUrl, 1) }
+  const { userId } = await enabled(ctx)
+  const off = await newUser(ctx.api)
+  const ro = testPool(t, db.readonlyUrl, 1)
+  const seen = await rows<{ id: string; mfa_enabled: boolean }>(
+    ro,
+    'SELECT id, mfa_enabled FROM activity.active_users WHERE id = ANY($1::uuid[]) ORDER BY mfa_enabled',
+    [[userId, off.id]],
+  )
+  t.same(seen, [
+    { id: off.id, mfa_enabled: false },
+    { id: userId, mfa_enabled: true },
+  ])
+  const columns = await rows<{ column_name: string }>(
+    ro,
+    `SELECT column_name FROM information_schema.columns WHERE table_schema = 'activity' AND table_name = 'active_users'`,
+  )
+  t.notOk(
+    columns.some((c) => /secret|recovery|ciphertext/.test(c.column_name)),
+    'no second-factor secret among the columns',
+  )
 })
