@@ -2,8 +2,7 @@
 // call the AuthService, and shape the answer; no SQL, no policy here.
 import type {} from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AuthService, Ctx } from '../../auth/service.ts'
+import type { AuthService } from '../../auth/service.ts'
 import { badRequest } from '../../http/problem.ts'
 import {
   ChangePasswordBody,
@@ -21,6 +20,7 @@ import {
   TokenPairSchema,
   VerifiedSchema,
 } from '../../schemas/auth.ts'
+import { authOf, noStore, requestContext } from './request.ts'
 import { Accepted } from '../../schemas/common.ts'
 import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
 
@@ -52,23 +52,6 @@ const LOCKED = 'too many failed logins (`too_many_attempts`); wait Retry-After s
 export const MFA_MISSING = 'two-factor sign-in is on and neither `code` nor `recoveryCode` was sent (`mfa_required`)'
 export const MFA_WRONG = 'the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login)'
 const ACCEPTED_WHY = 'Accepted; the same answer whether or not the address has an account'
-
-export function requestContext(request: FastifyRequest): Ctx {
-  const ua = request.headers['user-agent']
-  return { ip: request.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : null, requestId: request.id }
-}
-
-function authOf(request: FastifyRequest): { userId: string; sessionId: string } {
-  // Set by app.authenticate (preHandler) on every protected route.
-  const auth = request.auth
-  if (auth === undefined) throw new Error('authenticate preHandler missing')
-  return auth
-}
-
-/** Answers that carry tokens or personal data must not be kept by a browser or proxy cache. */
-async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  void reply.header('cache-control', 'no-store')
-}
 
 /** The GET /me answer (also PATCH /me's, routes/auth/profile.ts). */
 export function meBody(user: Awaited<ReturnType<AuthService['me']>>) {

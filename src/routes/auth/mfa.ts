@@ -3,12 +3,12 @@
 // and the changes of a signed-in account take a Bearer token. Every operation that
 // checks a code is under the credential rate limit, and the code under the lockout.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { MfaService } from '../../auth/mfa/service.ts'
 import { LoginTokensSchema } from '../../schemas/auth.ts'
 import { MfaChangeBody, MfaConfirmBody, MfaEnrolmentSchema, MfaVerifyBody, RecoveryCodesSchema } from '../../schemas/mfa.ts'
 import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
-import { MFA_MISSING, MFA_WRONG, requestContext } from './index.ts'
+import { MFA_MISSING, MFA_WRONG } from './index.ts'
+import { authOf, noStore, requestContext } from './request.ts'
 
 export interface MfaRoutesOptions {
   mfa: MfaService
@@ -27,17 +27,6 @@ const LOCKED = 'too many failed attempts (`too_many_attempts`); wait Retry-After
 const WRONG_PASSWORD = 'the password is wrong (`invalid_credentials`; counts as a failed login)'
 const NOT_ENABLED = 'two-factor sign-in is not on (`mfa_not_enabled`)'
 const PASSWORD_MISSING = 'the account has a password and none was sent (`password_required`)'
-
-function userOf(request: FastifyRequest): string {
-  const auth = request.auth
-  if (auth === undefined) throw new Error('authenticate preHandler missing')
-  return auth.userId
-}
-
-/** Secrets, recovery codes and tokens: no cache may keep these answers. */
-async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  void reply.header('cache-control', 'no-store')
-}
 
 const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts) => {
   const { mfa } = opts
@@ -88,7 +77,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
         ),
       },
     },
-    async (request) => mfa.enrol(userOf(request), requestContext(request)),
+    async (request) => mfa.enrol(authOf(request).userId, requestContext(request)),
   )
 
   app.post(
@@ -114,7 +103,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
         ),
       },
     },
-    async (request) => ({ recoveryCodes: await mfa.confirm(userOf(request), request.body.code, requestContext(request)) }),
+    async (request) => ({ recoveryCodes: await mfa.confirm(authOf(request).userId, request.body.code, requestContext(request)) }),
   )
 
   const bothFactors = {
@@ -143,7 +132,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
     },
     async (request, reply) => {
       const { password, ...proof } = request.body
-      await mfa.disable(userOf(request), password, proof, requestContext(request))
+      await mfa.disable(authOf(request).userId, password, proof, requestContext(request))
       return reply.code(204).send()
     },
   )
@@ -167,7 +156,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
     },
     async (request) => {
       const { password, ...proof } = request.body
-      return { recoveryCodes: await mfa.replaceRecoveryCodes(userOf(request), password, proof, requestContext(request)) }
+      return { recoveryCodes: await mfa.replaceRecoveryCodes(authOf(request).userId, password, proof, requestContext(request)) }
     },
   )
 }

@@ -13,7 +13,8 @@ import { TokenPairSchema } from '../../schemas/auth.ts'
 import { MfaChallengeSchema, UnlinkBody } from '../../schemas/mfa.ts'
 import { closed, OpaqueToken, Password } from '../../schemas/common.ts'
 import { json, noContent, responses, type Exposure } from '../../schemas/responses.ts'
-import { MFA_MISSING, MFA_WRONG, requestContext } from './index.ts'
+import { MFA_MISSING, MFA_WRONG } from './index.ts'
+import { authOf, requestContext } from './request.ts'
 
 export interface OAuthRoutesOptions {
   oauth: OAuthService
@@ -190,9 +191,13 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       },
     },
     async (request, reply) => {
-      const auth = request.auth
-      if (auth === undefined) throw new Error('authenticate preHandler missing')
-      const started = await oauth.startLink(auth, request.params.provider, request.body, bindingCookie(request), requestContext(request))
+      const started = await oauth.startLink(
+        authOf(request),
+        request.params.provider,
+        request.body,
+        bindingCookie(request),
+        requestContext(request),
+      )
       setBinding(reply, started.binding)
       return { authorizationUrl: started.authorizationUrl }
     },
@@ -229,9 +234,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       },
     },
     async (request, reply) => {
-      const auth = request.auth
-      if (auth === undefined) throw new Error('authenticate preHandler missing')
-      await oauth.unlink(auth.userId, request.params.provider, request.body ?? {}, requestContext(request))
+      await oauth.unlink(authOf(request).userId, request.params.provider, request.body ?? {}, requestContext(request))
       return reply.code(204).send()
     },
   )

@@ -2,13 +2,13 @@
 // validate (TypeBox), call the ProfileService, and shape the answer.
 import type {} from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ProfileService } from '../../auth/profile.ts'
 import type { AuthService } from '../../auth/service.ts'
 import { ChangeEmailBody, EmailChangedSchema, LinkTokenBody, MeSchema, ProfilePatchBody } from '../../schemas/auth.ts'
 import { Accepted } from '../../schemas/common.ts'
 import { json, responses, type Exposure } from '../../schemas/responses.ts'
-import { meBody, requestContext } from './index.ts'
+import { meBody } from './index.ts'
+import { authOf, noStore, requestContext } from './request.ts'
 
 export interface ProfileRoutesOptions {
   profile: ProfileService
@@ -29,17 +29,6 @@ const PROFILE_RULES =
   'a field breaks its rule (`invalid_username`: 3–32 letters, digits, `_` or `.`; `username_reserved`; `invalid_phone`: not a valid number with its country code; `invalid_name`: over 100 characters)'
 const LINK = 'the link is invalid, expired or already used (`invalid_token`, `token_expired`, `token_used`)'
 const ACCEPTED = { message: 'if the address can receive mail, a message is on its way' }
-
-function userOf(request: FastifyRequest): string {
-  const auth = request.auth
-  if (auth === undefined) throw new Error('authenticate preHandler missing')
-  return auth.userId
-}
-
-/** Answers that carry personal data must not be kept by a browser or proxy cache. */
-async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  void reply.header('cache-control', 'no-store')
-}
 
 const profileRoutes: FastifyPluginAsyncTypebox<ProfileRoutesOptions> = async (app, opts) => {
   const { profile, service } = opts
@@ -63,7 +52,7 @@ const profileRoutes: FastifyPluginAsyncTypebox<ProfileRoutesOptions> = async (ap
       },
     },
     async (request) => {
-      const userId = userOf(request)
+      const userId = authOf(request).userId
       await profile.update(userId, request.body, requestContext(request))
       return meBody(await service.me(userId))
     },
@@ -95,7 +84,7 @@ const profileRoutes: FastifyPluginAsyncTypebox<ProfileRoutesOptions> = async (ap
     },
     async (request, reply) => {
       const { password, newEmail } = request.body
-      await profile.requestEmailChange(userOf(request), password, newEmail, requestContext(request))
+      await profile.requestEmailChange(authOf(request).userId, password, newEmail, requestContext(request))
       return reply.code(202).send(ACCEPTED)
     },
   )

@@ -27,7 +27,7 @@ import {
   verifyFormSchema,
   verifyPageSchema,
 } from '../../schemas/pages.ts'
-import { requestContext } from '../auth/index.ts'
+import { requestContext } from '../auth/request.ts'
 import { SCRIPT, STYLES } from './assets.ts'
 import { pagesContentSecurityPolicy, pagesDroppedHeaders } from './csp.ts'
 import { EMAIL_TAKEN_NOTICE, isLinkProblem, linkNotice, passwordMessage, type LinkKind } from './messages.ts'
