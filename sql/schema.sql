@@ -847,6 +847,61 @@ ALTER FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_
 COMMENT ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) IS 'Internal: revokes all live sessions of a user except one family; returns the ids of the sessions (families) ended, sorted. Caller must hold the users row FOR UPDATE.';
 
 --
+-- Name: refresh_tokens; Type: TABLE; Schema: activity; Owner: activity_owner
+--
+
+CREATE TABLE activity.refresh_tokens (
+    id integer NOT NULL,
+    user_id uuid NOT NULL,
+    token character varying(500) NOT NULL,
+    jti character varying(50) NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked boolean DEFAULT false NOT NULL,
+    family_id uuid NOT NULL,
+    family_expires_at timestamp with time zone NOT NULL,
+    replaced_by integer,
+    revoked_at timestamp with time zone,
+    revoked_reason activity.revoke_reason,
+    last_used_at timestamp with time zone,
+    user_agent character varying(512),
+    ip inet,
+    amr text[],
+    CONSTRAINT refresh_tokens_amr_check CHECK (activity.fn_amr_is_valid(amr)),
+    CONSTRAINT refresh_tokens_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT refresh_tokens_family_expires_at_check CHECK ((family_expires_at > created_at)),
+    CONSTRAINT refresh_tokens_revoked_at_check CHECK ((revoked = (revoked_at IS NOT NULL))),
+    CONSTRAINT refresh_tokens_token_check CHECK (((token)::text ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE activity.refresh_tokens OWNER TO activity_owner;
+
+--
+-- Name: TABLE refresh_tokens; Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON TABLE activity.refresh_tokens IS 'Refresh tokens, stored as the SHA-256 (lowercase hex) of the token, never the token. One family = one login session.';
+
+--
+-- Name: fn_rotation_moved(activity.refresh_tokens, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+--
+
+CREATE FUNCTION activity.fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT p_old.ip IS DISTINCT FROM activity.fn_inet(p_ctx->>'ip')
+      OR p_old.user_agent IS DISTINCT FROM left(NULLIF(p_ctx->>'userAgent', ''), 512)
+$$;
+
+ALTER FUNCTION activity.fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb) OWNER TO activity_owner;
+
+--
+-- Name: FUNCTION fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+--
+
+COMMENT ON FUNCTION activity.fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb) IS 'Internal: whether a refresh token is presented from another address or user agent than the one it was issued to (the same normalisation as the insert).';
+
+--
 -- Name: fn_take_mail_budget(text, text, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
@@ -2745,10 +2800,10 @@ ALTER FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_
 COMMENT ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) IS 'Ends every live session of the user except p_except_family_id; returns how many ended. AU002 unknown, AU007 bad reason. Audit sessions_revoked.';
 
 --
--- Name: sp_rotate_refresh_token(text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: activity; Owner: activity_owner
+-- Name: sp_rotate_refresh_token(text, text, text, integer, integer, jsonb, boolean); Type: FUNCTION; Schema: activity; Owner: activity_owner
 --
 
-CREATE FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(status text, user_id uuid, family_id uuid, token_id integer, expires_at timestamp with time zone, family_expires_at timestamp with time zone, amr text[])
+CREATE FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb DEFAULT '{}'::jsonb, p_audit_every_rotation boolean DEFAULT true) RETURNS TABLE(status text, user_id uuid, family_id uuid, token_id integer, expires_at timestamp with time zone, family_expires_at timestamp with time zone, amr text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'activity', 'pg_temp'
     AS $_$
@@ -2811,8 +2866,10 @@ BEGIN
     UPDATE activity.refresh_tokens t
        SET revoked = true, revoked_at = now(), revoked_reason = 'rotated', replaced_by = v_new.id, last_used_at = now()
      WHERE t.id = v_old.id;
-    PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
-      jsonb_build_object('family_id', v_old.family_id, 'token_id', v_new.id, 'status', 'rotated'));
+    IF p_audit_every_rotation OR activity.fn_rotation_moved(v_old, p_ctx) THEN
+      PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
+        jsonb_build_object('family_id', v_old.family_id, 'token_id', v_new.id, 'status', 'rotated'));
+    END IF;
     RETURN QUERY SELECT 'rotated'::text, v_new.user_id, v_new.family_id, v_new.id, v_new.expires_at, v_new.family_expires_at, v_new.amr;
     RETURN;
   END IF;
@@ -2839,8 +2896,10 @@ BEGIN
         RETURN;
       END IF;
       UPDATE activity.refresh_tokens t SET last_used_at = now() WHERE t.id = v_old.id;
-      PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
-        jsonb_build_object('family_id', v_old.family_id, 'token_id', v_next.id, 'status', 'grace'));
+      IF p_audit_every_rotation OR activity.fn_rotation_moved(v_old, p_ctx) THEN
+        PERFORM activity.fn_audit('refresh_token_rotated', v_old.user_id, p_ctx,
+          jsonb_build_object('family_id', v_old.family_id, 'token_id', v_next.id, 'status', 'grace'));
+      END IF;
       RETURN QUERY SELECT 'grace'::text, v_next.user_id, v_next.family_id, v_next.id, v_next.expires_at, v_next.family_expires_at, v_next.amr;
       RETURN;
     END IF;
@@ -2867,13 +2926,13 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) OWNER TO activity_owner;
+ALTER FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean) OWNER TO activity_owner;
 
 --
--- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb); Type: COMMENT; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean); Type: COMMENT; Schema: activity; Owner: activity_owner
 --
 
-COMMENT ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) IS 'Rotates a refresh token in one transaction; the successor keeps the session''s amr, returned with it (NULL when the session did not state one); p_new_token_hash is the successor''s hash, derived by the caller from the presented token (a retry passes the same). status: rotated (successor inserted) | grace (rotated less than p_grace_seconds ago and its successor, whose hash equals p_new_token_hash, is unused: that successor is returned, nothing inserted) | reuse_detected (a rotated token outside grace or with a used successor: family revoked, audit refresh_token_reuse) | revoked (revoked by logout, session end, password change, reuse detection ..., or its session already ended: nothing changes, no audit) | expired | invalid (unknown token or inactive user; with user_id set: a grace successor with another hash, nothing changes). Never raises for these so a revocation commits. AU007 for bad ttl, grace or new hash/jti.';
+COMMENT ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean) IS 'Rotates a refresh token in one transaction; a rotated or grace answer writes audit refresh_token_rotated when p_audit_every_rotation, or when the caller''s address or user agent differs from the presented token''s (fn_rotation_moved); reuse is always audited; the successor keeps the session''s amr, returned with it (NULL when the session did not state one); p_new_token_hash is the successor''s hash, derived by the caller from the presented token (a retry passes the same). status: rotated (successor inserted) | grace (rotated less than p_grace_seconds ago and its successor, whose hash equals p_new_token_hash, is unused: that successor is returned, nothing inserted) | reuse_detected (a rotated token outside grace or with a used successor: family revoked, audit refresh_token_reuse) | revoked (revoked by logout, session end, password change, reuse detection ..., or its session already ended: nothing changes, no audit) | expired | invalid (unknown token or inactive user; with user_id set: a grace successor with another hash, nothing changes). Never raises for these so a revocation commits. AU007 for bad ttl, grace or new hash/jti.';
 
 --
 -- Name: sp_run_cleanup(integer, integer, integer); Type: FUNCTION; Schema: activity; Owner: activity_owner
@@ -3373,42 +3432,6 @@ ALTER FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) OWNER 
 --
 
 COMMENT ON FUNCTION activity.sp_verify_user_email(p_user_id uuid, p_ctx jsonb) IS 'Marks the user verified. AU002 unknown, AU003 inactive, AU009 already verified. Audit email_verified.';
-
---
--- Name: refresh_tokens; Type: TABLE; Schema: activity; Owner: activity_owner
---
-
-CREATE TABLE activity.refresh_tokens (
-    id integer NOT NULL,
-    user_id uuid NOT NULL,
-    token character varying(500) NOT NULL,
-    jti character varying(50) NOT NULL,
-    expires_at timestamp with time zone NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    revoked boolean DEFAULT false NOT NULL,
-    family_id uuid NOT NULL,
-    family_expires_at timestamp with time zone NOT NULL,
-    replaced_by integer,
-    revoked_at timestamp with time zone,
-    revoked_reason activity.revoke_reason,
-    last_used_at timestamp with time zone,
-    user_agent character varying(512),
-    ip inet,
-    amr text[],
-    CONSTRAINT refresh_tokens_amr_check CHECK (activity.fn_amr_is_valid(amr)),
-    CONSTRAINT refresh_tokens_expires_at_check CHECK ((expires_at > created_at)),
-    CONSTRAINT refresh_tokens_family_expires_at_check CHECK ((family_expires_at > created_at)),
-    CONSTRAINT refresh_tokens_revoked_at_check CHECK ((revoked = (revoked_at IS NOT NULL))),
-    CONSTRAINT refresh_tokens_token_check CHECK (((token)::text ~ '^[0-9a-f]{64}$'::text))
-);
-
-ALTER TABLE activity.refresh_tokens OWNER TO activity_owner;
-
---
--- Name: TABLE refresh_tokens; Type: COMMENT; Schema: activity; Owner: activity_owner
---
-
-COMMENT ON TABLE activity.refresh_tokens IS 'Refresh tokens, stored as the SHA-256 (lowercase hex) of the token, never the token. One family = one login session.';
 
 --
 -- Name: active_sessions; Type: VIEW; Schema: activity; Owner: activity_owner
@@ -4453,6 +4476,12 @@ REVOKE ALL ON FUNCTION activity.fn_reserve_attempt(p_scope text, p_key text, p_t
 REVOKE ALL ON FUNCTION activity.fn_revoke_user_families(p_user_id uuid, p_except_family_id uuid, p_reason text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+--
+
+REVOKE ALL ON FUNCTION activity.fn_rotation_moved(p_old activity.refresh_tokens, p_ctx jsonb) FROM PUBLIC;
+
+--
 -- Name: FUNCTION fn_take_mail_budget(p_recipient text, p_kind text, p_max integer, p_window_seconds integer); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
@@ -4774,11 +4803,11 @@ REVOKE ALL ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except
 GRANT ALL ON FUNCTION activity.sp_revoke_user_sessions(p_user_id uuid, p_except_family_id uuid, p_reason text, p_ctx jsonb) TO auth_api_user;
 
 --
--- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb); Type: ACL; Schema: activity; Owner: activity_owner
+-- Name: FUNCTION sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean); Type: ACL; Schema: activity; Owner: activity_owner
 --
 
-REVOKE ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb) TO auth_api_user;
+REVOKE ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION activity.sp_rotate_refresh_token(p_token_hash text, p_new_token_hash text, p_new_jti text, p_idle_ttl_seconds integer, p_grace_seconds integer, p_ctx jsonb, p_audit_every_rotation boolean) TO auth_api_user;
 
 --
 -- Name: FUNCTION sp_run_cleanup(p_unverified_hours integer, p_audit_retention_days integer, p_attempt_retention_hours integer); Type: ACL; Schema: activity; Owner: activity_owner

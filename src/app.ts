@@ -164,6 +164,7 @@ export async function buildApp(config: Config, options: AppOptions): Promise<Fas
       refreshTokenTtlSeconds: config.refresh.ttlSeconds,
       refreshFamilyTtlSeconds: config.refresh.familyTtlSeconds,
       refreshReuseGraceSeconds: config.refresh.reuseGraceSeconds,
+      refreshAuditEveryRotation: config.refresh.auditEveryRotation,
       emailTokenTtlSeconds: config.email.tokenTtlSeconds,
       lockout: config.lockout,
       deviceTtlSeconds: config.deviceTtlSeconds,

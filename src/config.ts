@@ -61,6 +61,8 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_TTL_SECONDS: Int(604_800, 60),
   REFRESH_FAMILY_TTL_SECONDS: Int(2_592_000, 60),
   REFRESH_REUSE_GRACE_SECONDS: Int(10, 0, 300),
+  // false: a rotation is audited only when the address or the user agent changed (docs/security.md).
+  REFRESH_AUDIT_EVERY_ROTATION: Bool(false),
   // Secret a rotated refresh token's successor is derived with (HMAC-SHA-256), so a retry
   // inside the grace window gets the same successor. Required in production; unset in
   // development: generated and kept under DATA_DIR/secrets.
@@ -223,7 +225,13 @@ export interface Config {
     audience: string
     accessTokenTtlSeconds: number
   }
-  refresh: { ttlSeconds: number; familyTtlSeconds: number; reuseGraceSeconds: number; pepper: string | undefined }
+  refresh: {
+    ttlSeconds: number
+    familyTtlSeconds: number
+    reuseGraceSeconds: number
+    auditEveryRotation: boolean
+    pepper: string | undefined
+  }
   mfa: { encryptionKey: string | undefined }
   email: { requireVerification: boolean; tokenTtlSeconds: number }
   mail: { smtpUrl: string | undefined; from: string; appUrl: string; allowInsecureAppUrl: boolean }
@@ -335,6 +343,7 @@ function fromEnv(env: Env): Config {
       ttlSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
       familyTtlSeconds: env.REFRESH_FAMILY_TTL_SECONDS,
       reuseGraceSeconds: env.REFRESH_REUSE_GRACE_SECONDS,
+      auditEveryRotation: env.REFRESH_AUDIT_EVERY_ROTATION,
       pepper: env.REFRESH_TOKEN_PEPPER,
     },
     mfa: { encryptionKey: env.MFA_ENCRYPTION_KEY },

@@ -20,7 +20,12 @@ const pool = createPool(config.database.pool, config.database.url as string)
 const [firstUser, userCount] = (process.env.BENCH_CEILING_USERS ?? '0:50').split(':').map(Number) as [number, number]
 // The service's (bench/run.ts sets one: production mode requires it).
 const pepper = config.refresh.pepper ?? 'ceiling-worker-refresh-token-pepper-0123456789'
-const policy = { idle: config.refresh.ttlSeconds, family: config.refresh.familyTtlSeconds, grace: config.refresh.reuseGraceSeconds }
+const policy = {
+  idle: config.refresh.ttlSeconds,
+  family: config.refresh.familyTtlSeconds,
+  grace: config.refresh.reuseGraceSeconds,
+  auditEveryRotation: config.refresh.auditEveryRotation,
+}
 
 /** `concurrency` loops calling op for `seconds`; latencies of completed ops. */
 async function closedLoop(seconds: number, concurrency: number, op: (worker: number) => Promise<boolean>): Promise<Sample> {
@@ -81,6 +86,7 @@ async function rotate(seconds: number, concurrency: number): Promise<Sample> {
       newJti: next.jti,
       idleTtlSeconds: policy.idle,
       graceSeconds: policy.grace,
+      auditEveryRotation: policy.auditEveryRotation,
       ctx: { ip: '127.0.0.1', userAgent: 'autocannon', requestId: 'bench' },
     })
     if (result.status !== 'rotated') {

@@ -24,6 +24,8 @@ export interface AuthPolicy {
   refreshTokenTtlSeconds: number
   refreshFamilyTtlSeconds: number
   refreshReuseGraceSeconds: number
+  /** false: only a rotation from another address or user agent writes an audit row. */
+  refreshAuditEveryRotation: boolean
   emailTokenTtlSeconds: number
   lockout: sp.LockoutPolicy
   /** How long a device that logged in stays trusted (its own lockout counter). */
@@ -335,6 +337,7 @@ export class AuthService {
       newJti: next.jti,
       idleTtlSeconds: this.deps.policy.refreshTokenTtlSeconds,
       graceSeconds: this.deps.policy.refreshReuseGraceSeconds,
+      auditEveryRotation: this.deps.policy.refreshAuditEveryRotation,
       ctx,
     })
     if (result.status === 'reuse_detected') {

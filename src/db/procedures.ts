@@ -317,7 +317,7 @@ const SQL = {
   saveRefreshToken: statement('sp_save_refresh_token', 'uuid', 'text', 'text', 'integer', 'integer', 'text[]', 'jsonb'),
   revokeRefreshToken: statement('sp_revoke_refresh_token', 'text', 'text', 'jsonb'),
   getValidRefreshToken: statement('sp_get_valid_refresh_token', 'text'),
-  rotateRefreshToken: statement('sp_rotate_refresh_token', 'text', 'text', 'text', 'integer', 'integer', 'jsonb'),
+  rotateRefreshToken: statement('sp_rotate_refresh_token', 'text', 'text', 'text', 'integer', 'integer', 'jsonb', 'boolean'),
   checkLoginLock: statement('sp_check_login_lock', 'text', 'text'),
   recordFailedLogin: statement('sp_record_failed_login', 'text', 'text', 'integer', 'integer', 'integer', 'integer', 'integer', 'jsonb'),
   recordSuccessfulLogin: statement('sp_record_successful_login', 'uuid', 'jsonb'),
@@ -464,7 +464,9 @@ export async function getValidRefreshToken(db: Queryable, args: { tokenHash: str
 /**
  * Rotation with reuse detection in one transaction; never throws for a bad token (see status).
  * newTokenHash is the successor's hash, derived from the presented token: inside the grace
- * window the same successor is returned (grace) and nothing is inserted.
+ * window the same successor is returned (grace) and nothing is inserted. auditEveryRotation
+ * false (the default): a rotated or grace answer is audited only when the caller's address
+ * or user agent differs from the presented token's; reuse always is.
  */
 export async function rotateRefreshToken(
   db: Queryable,
@@ -474,6 +476,7 @@ export async function rotateRefreshToken(
     newJti: string
     idleTtlSeconds: number
     graceSeconds: number
+    auditEveryRotation?: boolean
     ctx?: RequestContext
   },
 ): Promise<RotationResult> {
@@ -484,6 +487,7 @@ export async function rotateRefreshToken(
     args.idleTtlSeconds,
     args.graceSeconds,
     ctxJson(args.ctx),
+    args.auditEveryRotation ?? false,
   ])
 }
 

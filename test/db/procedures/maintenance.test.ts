@@ -128,12 +128,14 @@ t.test('audit rows never hold a password hash or a token hash', async (t) => {
   const user = await createUser(ctx.api, { email: uniqueEmail(), hashedPassword: hash })
   const s = await newSession(ctx.api, user.id)
   const next = hex64()
+  // Audited (every rotation), so its row is among those searched for a hash.
   await rotateRefreshToken(ctx.api, {
     tokenHash: s.tokenHash,
     newTokenHash: next,
     newJti: randomUUID(),
     idleTtlSeconds: 60,
     graceSeconds: 0,
+    auditEveryRotation: true,
   })
   await rotateRefreshToken(ctx.api, {
     tokenHash: s.tokenHash,

@@ -149,14 +149,87 @@ t.test('rotation replaces the token inside the same family', async (t) => {
   t.match(await getValidRefreshToken(ctx.api, { tokenHash: next }), { id: r.tokenId }, 'failed rotations changed nothing')
 })
 
+t.test('an ordinary rotation is audited when the address or the user agent changed, or when every rotation is', async (t) => {
+  const ctx = await setup(t)
+  const user = await newUser(ctx.api)
+  const s = await newSession(ctx.api, user.id, { ip: '192.0.2.1', userAgent: 'app/1' })
+  let token = s.tokenHash
+  let previous = token
+  const rotate = async (client: { ip: string; userAgent: string }, auditEveryRotation?: boolean, presented = token) => {
+    const next = hex64()
+    const r = await rotateRefreshToken(ctx.api, {
+      tokenHash: presented,
+      newTokenHash: next,
+      newJti: randomUUID(),
+      idleTtlSeconds: 600,
+      graceSeconds: 10,
+      ctx: client,
+      ...(auditEveryRotation === undefined ? {} : { auditEveryRotation }),
+    })
+    if (r.status === 'rotated') [previous, token] = [presented, next]
+    return r
+  }
+  const rotated = async () =>
+    rows<{ ip: string; user_agent: string; status: string }>(
+      ctx.admin,
+      `SELECT host(ip) AS ip, user_agent, details->>'status' AS status FROM activity.audit_logs
+        WHERE user_id = $1 AND action = 'refresh_token_rotated' ORDER BY id`,
+      [user.id],
+    )
+
+  t.match(await rotate({ ip: '192.0.2.1', userAgent: 'app/1' }), { status: 'rotated' })
+  t.match(await rotate({ ip: '192.0.2.1', userAgent: 'app/1' }, false), { status: 'rotated' })
+  t.same(await rotated(), [], 'the same client: the token rows say it all, no audit row')
+  await rotate({ ip: '198.51.100.7', userAgent: 'app/1' })
+  await rotate({ ip: '198.51.100.7', userAgent: 'app/2' })
+  await rotate({ ip: '198.51.100.7', userAgent: 'app/2' })
+  t.same(
+    await rotated(),
+    [
+      { ip: '198.51.100.7', user_agent: 'app/1', status: 'rotated' },
+      { ip: '198.51.100.7', user_agent: 'app/2', status: 'rotated' },
+    ],
+    'a new address, then a new agent: one row each; then the same client again: none',
+  )
+  await rotate({ ip: '198.51.100.7', userAgent: 'app/2' }, true)
+  t.equal((await rotated()).length, 3, 'auditEveryRotation: the same client is audited too')
+
+  // A retry inside the grace window (the predecessor presented again, the same successor
+  // derived) is audited as grace when it comes from elsewhere, and not when it does not.
+  const retry = (ip: string) =>
+    rotateRefreshToken(ctx.api, {
+      tokenHash: previous,
+      newTokenHash: token,
+      newJti: randomUUID(),
+      idleTtlSeconds: 600,
+      graceSeconds: 10,
+      ctx: { ip, userAgent: 'app/2' },
+    })
+  t.match(await retry('198.51.100.7'), { status: 'grace' })
+  t.equal((await rotated()).length, 3, 'a retry from the same client: no row')
+  t.match(await retry('203.0.113.5'), { status: 'grace' })
+  t.match((await rotated())[3], { ip: '203.0.113.5', status: 'grace' })
+  // Reuse is audited whatever the setting.
+  t.match(await rotate({ ip: '192.0.2.1', userAgent: 'app/1' }, false, s.tokenHash), { status: 'reuse_detected' })
+  t.match(await lastAudit(ctx.admin, 'refresh_token_reuse'), { ip: '192.0.2.1', details: { family_id: s.familyId } })
+})
+
 t.test('the same token presented again within the grace window gets the same successor back; nothing is inserted', async (t) => {
   const ctx = await setup(t)
   const user = await newUser(ctx.api)
   const s = await newSession(ctx.api, user.id)
   // The service derives the successor from the presented token: every presentation passes the same hash.
   const b = hex64()
+  // Every rotation audited, so the audit trail shows each retry.
   const rotate = (newTokenHash: string) =>
-    rotateRefreshToken(ctx.api, { tokenHash: s.tokenHash, newTokenHash, newJti: randomUUID(), idleTtlSeconds: 600, graceSeconds: 10 })
+    rotateRefreshToken(ctx.api, {
+      tokenHash: s.tokenHash,
+      newTokenHash,
+      newJti: randomUUID(),
+      idleTtlSeconds: 600,
+      graceSeconds: 10,
+      auditEveryRotation: true,
+    })
   const first = await rotate(b)
   t.match(first, { status: 'rotated', userId: user.id, familyId: s.familyId })
   for (let i = 0; i < 3; i++) {
