@@ -4,7 +4,7 @@
 //
 //   npm run bench                         the full run (about 15 minutes on 2 cores)
 //   npm run bench -- --quick              short runs, 100k users / 500k tokens for growth
-//   npm run bench -- --only=http,login    a subset: http, login, growth, rss, startup, peer, enum, revoke
+//   npm run bench -- --only=http,login    a subset: http, pair, login, growth, rss, startup, peer, enum, revoke
 //   npm run bench -- --smoke              what `npm test` runs (test/bench/smoke.test.ts)
 //   npm run bench -- --json=/tmp/out.json write the results elsewhere
 // Env: BENCH_DATABASE_URL (a superuser URL: use that server instead of an embedded
@@ -34,6 +34,7 @@ import { enumSection } from './sections/enum.ts'
 import { growthSection } from './sections/growth.ts'
 import { httpSection } from './sections/http.ts'
 import { loginSection } from './sections/login.ts'
+import { pairSection } from './sections/pair.ts'
 import { peerSection } from './sections/peer.ts'
 import { revokeSection } from './sections/revoke.ts'
 import { rssSection } from './sections/rss.ts'
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     const ctx: Context = { small, server, dataDir, hasher, tokenTtl, passwordHash, pool, chains, service, ours: {} }
 
     if (options.sections.has('http')) await httpSection(ctx)
+    if (options.sections.has('pair')) await pairSection(ctx)
     if (options.sections.has('login')) await loginSection(ctx)
     if (options.sections.has('peer')) await peerSection(ctx)
     if (options.sections.has('growth')) await growthSection(ctx)

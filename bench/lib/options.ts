@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { projectPath } from '../../src/paths.ts'
 import type { Plan } from './load.ts'
 
-export const SECTIONS = ['http', 'login', 'growth', 'rss', 'startup', 'peer', 'enum', 'revoke'] as const
+export const SECTIONS = ['http', 'pair', 'login', 'growth', 'rss', 'startup', 'peer', 'enum', 'revoke'] as const
 export type Section = (typeof SECTIONS)[number]
 
 const { values: flags } = parseArgs({

@@ -10,8 +10,12 @@ import { BENCH_PASSWORD, benchEmail } from './seed.ts'
 /** autocannon's per-request context. */
 export type Ctx = Record<string, unknown>
 
-/** POST /api/auth/refresh along the chains; the chains are made whole after each run. */
-export function refreshLoad(url: string, chains: Chains, connections: number): Runner {
+/**
+ * POST /api/auth/refresh along the chains; the chains are made whole after each run.
+ * Several urls (instances on one database): the connections are split between them, the
+ * loads run at once and count as one sample (splitConnections, merged).
+ */
+export function refreshLoad(url: string | string[], chains: Chains, connections: number): Runner {
   const request: autocannon.Request = {
     method: 'POST',
     path: '/api/auth/refresh',
@@ -23,11 +27,39 @@ export function refreshLoad(url: string, chains: Chains, connections: number): R
     },
     onResponse: (status, body, context) => chains.checkin((context as Ctx).chain as number, status, body),
   }
+  const urls = typeof url === 'string' ? [url] : url
   return async (seconds) => {
-    const sample = await http({ url, connections, requests: [request] }, seconds)
+    const samples = await Promise.all(
+      splitConnections(urls, connections).map(([u, c]) => http({ url: u, connections: c, requests: [request] }, seconds)),
+    )
+    // Once, after every load has ended: a chain still in flight on any of them is replaced.
     await chains.endRun()
-    return sample
+    return merged(samples)
   }
+}
+
+/** The connections spread over the urls, as evenly as they go. */
+export function splitConnections(urls: string[], connections: number): [string, number][] {
+  return urls.map((u, i) => [u, Math.floor(connections / urls.length) + (i < connections % urls.length ? 1 : 0)])
+}
+
+/**
+ * Samples of loads that ran at the same time, as one: their rates add up; the
+ * percentiles are the worst of them (conservative: the combined p99 is at most that).
+ */
+export function merged(samples: Sample[]): Sample {
+  return {
+    rps: samples.reduce((sum, s) => sum + s.rps, 0),
+    p50: Math.max(...samples.map((s) => s.p50)),
+    p99: Math.max(...samples.map((s) => s.p99)),
+    failures: samples.reduce((sum, s) => sum + s.failures, 0),
+    total: samples.reduce((sum, s) => sum + s.total, 0),
+  }
+}
+
+/** Runners that run at the same time (one per instance), counted as one sample. */
+export function together(runners: Runner[]): Runner {
+  return async (seconds) => merged(await Promise.all(runners.map((run) => run(seconds))))
 }
 
 /** GET path with a Bearer token, one token per connection. */

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
 import errors, { errorServerOptions } from '../../src/plugins/errors.ts'
-import { loggingServerOptions } from '../../src/logging.ts'
+import { loggingServerOptions, maskSecrets } from '../../src/logging.ts'
 import { HttpProblem, ProblemSchema, tooManyRequests } from '../../src/http/problem.ts'
 import { DB_ERRORS, fromPgError } from '../../src/db/errors.ts'
 
@@ -321,6 +321,30 @@ t.test('x-request-id: a short, well-formed one is echoed, anything else replaced
       'and not logged',
     )
   }
+})
+
+t.test('maskSecrets: masks without touching the logged object, copies only when it must, keeps an Error an Error', async (t) => {
+  const line = { method: 'POST', route: '/api/auth/refresh', statusCode: 200, nested: { a: 1, list: [1, 2] } }
+  t.equal(maskSecrets(line), line, 'nothing to mask: the very object, no copy')
+
+  const logged = { user: { password: 'pw' }, list: [{ token: 'tk' }, { other: 1 }], deep: { a: { b: { token: 'too-deep' } } } }
+  const masked = maskSecrets(logged)
+  t.same(masked, {
+    user: { password: '[redacted]' },
+    list: [{ token: '[redacted]' }, { other: 1 }],
+    deep: { a: { b: { token: 'too-deep' } } },
+  })
+  t.ok(Array.isArray(masked.list), 'an array stays an array')
+  t.equal(masked.list[1], logged.list[1], 'an unchanged branch is shared')
+  t.equal(logged.user.password, 'pw', 'the caller’s object is not changed')
+
+  const err = Object.assign(new Error('failed'), { token: 'tk', code: 'X1' })
+  const out = maskSecrets({ err }).err
+  t.ok(out instanceof Error, 'still an Error')
+  t.same([out.message, out.token, out.code, out.stack], ['failed', '[redacted]', 'X1', err.stack])
+  t.equal(err.token, 'tk')
+  const bytes = Buffer.alloc(4096)
+  t.equal(maskSecrets({ bytes }).bytes, bytes, 'a buffer is not walked')
 })
 
 t.test('logs: secrets redacted at any depth up to two, one line per request', async (t) => {
