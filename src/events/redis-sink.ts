@@ -6,7 +6,7 @@
 // The client must fail fast: with no offline queue and a command timeout, a dead or
 // hung Redis makes publish() reject at once, the publisher rolls its transaction
 // back and the events wait in the outbox, instead of queueing in this process.
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { OutboxEvent } from '../db/procedures.ts'
 
 /** What the publisher hands a batch to; a rejection means "not delivered, keep them". */
@@ -48,8 +48,10 @@ export interface RedisSinkOptions {
   commandTimeoutMs?: number
 }
 
-export function createRedisSink(opts: RedisSinkOptions): EventSink {
-  const redis = new Redis(opts.url, {
+/** Loads ioredis on first use: an instance without REDIS_URL never pays for it (issue 18). */
+export async function createRedisSink(opts: RedisSinkOptions): Promise<EventSink> {
+  const { Redis: Client } = await import('ioredis')
+  const redis: Redis = new Client(opts.url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     // A batch that timed out may still have been applied: the publisher sends it again

@@ -32,7 +32,7 @@ export default fp<EventsPluginOptions>(
     }
     const sink =
       opts.sink ??
-      createRedisSink({ url: events.redisUrl, stream: events.stream, channel: events.channel, streamMaxLen: events.streamMaxLen })
+      (await createRedisSink({ url: events.redisUrl, stream: events.stream, channel: events.channel, streamMaxLen: events.streamMaxLen }))
     const publisher = createPublisher({
       pool: app.db,
       sink,

@@ -6,8 +6,6 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import helmet from '@fastify/helmet'
 import cors from '@fastify/cors'
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import { projectPath } from '../paths.ts'
 
 export interface ExternalPluginOptions {
@@ -58,6 +56,9 @@ async function externalPlugin(app: FastifyInstance, opts: ExternalPluginOptions)
   }
 
   if (opts.swagger) {
+    // Loaded only when served (off in production by default): the UI's assets and the
+    // document generator stay out of the process otherwise (issue 18).
+    const [{ default: swagger }, { default: swaggerUi }] = await Promise.all([import('@fastify/swagger'), import('@fastify/swagger-ui')])
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',

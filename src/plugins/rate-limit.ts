@@ -10,7 +10,7 @@ import { createRequire } from 'node:module'
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { tooManyRequests } from '../http/problem.ts'
 
 export interface RateLimitOptions {
@@ -181,7 +181,9 @@ export default fp<RateLimitOptions>(
     if (!opts.enabled) return
     let store: ReturnType<typeof fallbackStore> | undefined
     if (opts.redisUrl !== undefined) {
-      const redis = new Redis(opts.redisUrl, {
+      // Loaded here: an instance without REDIS_URL never pays for ioredis (issue 18).
+      const { Redis: Client } = await import('ioredis')
+      const redis: Redis = new Client(opts.redisUrl, {
         // Never wait for Redis longer than this: no offline queue, no retries, a short
         // command timeout; the request is then counted in memory instead.
         commandTimeout: opts.redisCommandTimeoutMs ?? 100,

@@ -104,7 +104,7 @@ t.test('a publisher that dies between publish and mark sends that batch again, a
 
   const pool = createPool(loadConfig({ NODE_ENV: 'test' }).database.pool, db.url)
   t.teardown(() => pool.end())
-  const redisSink = createRedisSink({ url: REDIS_URL, ...names, streamMaxLen: 1000 })
+  const redisSink = await createRedisSink({ url: REDIS_URL, ...names, streamMaxLen: 1000 })
   t.teardown(() => redisSink.close())
   const batchSize = 2
   let calls = 0
