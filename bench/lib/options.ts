@@ -87,7 +87,7 @@ export const options = {
 
 function selectedSections(): Set<Section> {
   const only = flags.only ?? process.env.BENCH_ONLY
-  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'login', 'rss', 'enum', 'revoke'])
+  if (flags.smoke && (only === undefined || only === '')) return new Set<Section>(['http', 'pair', 'login', 'rss', 'enum', 'revoke'])
   if (only === undefined || only === '') return new Set(SECTIONS)
   const picked = only.split(',').map((s) => s.trim())
   const unknown = picked.filter((s) => !(SECTIONS as readonly string[]).includes(s))

@@ -1,8 +1,9 @@
 // http: refresh, GET /me and GET /health/live against their ceilings (the
 // rotate procedure through pg, the bare Fastify route), interleaved.
+import type { Chains } from '../lib/chains.ts'
 import type { Context } from '../lib/context.ts'
-import { interleaved } from '../lib/load.ts'
-import { log, options } from '../lib/options.ts'
+import { interleaved, type Summary } from '../lib/load.ts'
+import { log, options, type Section } from '../lib/options.ts'
 import { memoryOf } from '../lib/proc.ts'
 import { count, failuresNote, fmt, ratioRow, reportRow } from '../lib/report.ts'
 import { bearerLoad, ceiling, getLoad, refreshLoad } from '../lib/runners.ts'
@@ -36,51 +37,62 @@ export async function httpSection(ctx: Context): Promise<void> {
       { ceiling: ceiling(worker, 'rotate', connections), ours: refreshLoad(ctx.service.url, ctx.chains, connections) },
       plan,
     )
-    const { ours: liveOurs, bare: liveBare } = live
-    const { ours: meOurs, bare: meBare } = me
-    const { ours: refOurs, ceiling: refCeil } = refresh
-    ctx.ours.me = meOurs
-    ctx.ours.refresh = refOurs
-    ratioRow(
-      'http',
-      'refresh/s',
-      refOurs.rps,
-      refCeil.rps,
-      'req/s',
-      { atLeast: 0.7 },
-      `${failuresNote(refOurs, refCeil)} ${ctx.chains.statuses()}`.trim(),
-      count(refOurs, refCeil),
-    )
-    ratioRow(
-      'http',
-      'GET /api/auth/me req/s',
-      meOurs.rps,
-      meBare.rps,
-      'req/s',
-      { atLeast: 0.5 },
-      failuresNote(meOurs, meBare),
-      count(meOurs, meBare),
-    )
-    ratioRow(
-      'http',
-      'GET /api/health/live req/s',
-      liveOurs.rps,
-      liveBare.rps,
-      'req/s',
-      { atLeast: 0.9 },
-      failuresNote(liveOurs, liveBare),
-      count(liveOurs, liveBare),
-    )
-    reportRow(
-      'http',
-      `p99 refresh @${connections} conn`,
-      refOurs.p99,
-      'ms',
-      `p50 ${fmt(refOurs.p50)} ms; ceiling p99 ${fmt(refCeil.p99)} ms`,
-    )
-    reportRow('http', `p99 me @${connections} conn`, meOurs.p99, 'ms', `p50 ${fmt(meOurs.p50)} ms; bare p99 ${fmt(meBare.p99)} ms`)
+    ctx.ours.me = me.ours
+    ctx.ours.refresh = refresh.ours
+    httpRows('http', '', { live, me, refresh }, ctx.chains)
   } finally {
     await bare.child.stop()
     await worker.stop()
   }
+}
+
+/** The measured pairs of the http table: each ours beside its ceiling. */
+export interface HttpFigures {
+  live: { ours: Summary; bare: Summary }
+  me: { ours: Summary; bare: Summary }
+  refresh: { ours: Summary; ceiling: Summary }
+}
+
+/** The rows of the http table (the pair section prints them again for two instances, prefixed). */
+export function httpRows(section: Section, prefix: string, { live, me, refresh }: HttpFigures, chains: Chains, worse = ''): void {
+  const { connections } = options
+  ratioRow(
+    section,
+    `${prefix}refresh/s`,
+    refresh.ours.rps,
+    refresh.ceiling.rps,
+    'req/s',
+    { atLeast: 0.7 },
+    `${failuresNote(refresh.ours, refresh.ceiling)} ${chains.statuses()}`.trim(),
+    count(refresh.ours, refresh.ceiling),
+  )
+  for (const [figure, pair, target] of [
+    ['GET /api/auth/me req/s', me, 0.5],
+    ['GET /api/health/live req/s', live, 0.9],
+  ] as const) {
+    ratioRow(
+      section,
+      `${prefix}${figure}`,
+      pair.ours.rps,
+      pair.bare.rps,
+      'req/s',
+      { atLeast: target },
+      failuresNote(pair.ours, pair.bare),
+      count(pair.ours, pair.bare),
+    )
+  }
+  reportRow(
+    section,
+    `${prefix}p99 refresh @${connections} conn`,
+    refresh.ours.p99,
+    'ms',
+    `${worse}p50 ${fmt(refresh.ours.p50)} ms; ceiling p99 ${fmt(refresh.ceiling.p99)} ms`,
+  )
+  reportRow(
+    section,
+    `${prefix}p99 me @${connections} conn`,
+    me.ours.p99,
+    'ms',
+    `${worse}p50 ${fmt(me.ours.p50)} ms; bare p99 ${fmt(me.bare.p99)} ms`,
+  )
 }

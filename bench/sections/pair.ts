@@ -9,9 +9,9 @@
 import type { Context } from '../lib/context.ts'
 import { interleaved } from '../lib/load.ts'
 import { log, options } from '../lib/options.ts'
-import { count, failuresNote, fmt, ratioRow, reportRow } from '../lib/report.ts'
 import { bearerLoad, ceiling, getLoad, refreshLoad, splitConnections, together } from '../lib/runners.ts'
 import { startBare, startCeilingWorker, startService } from '../lib/servers.ts'
+import { httpRows } from './http.ts'
 
 export async function pairSection(ctx: Context): Promise<void> {
   const { plan, connections } = options
@@ -49,50 +49,7 @@ export async function pairSection(ctx: Context): Promise<void> {
       { ceiling: ceiling(worker, 'rotate', connections), ours: refreshLoad(urls, ctx.chains, connections) },
       plan,
     )
-    ratioRow(
-      'pair',
-      '2 instances: refresh/s',
-      refresh.ours.rps,
-      refresh.ceiling.rps,
-      'req/s',
-      { atLeast: 0.7 },
-      `${failuresNote(refresh.ours, refresh.ceiling)} ${ctx.chains.statuses()}`.trim(),
-      count(refresh.ours, refresh.ceiling),
-    )
-    ratioRow(
-      'pair',
-      '2 instances: GET /api/auth/me req/s',
-      me.ours.rps,
-      me.bare.rps,
-      'req/s',
-      { atLeast: 0.5 },
-      failuresNote(me.ours, me.bare),
-      count(me.ours, me.bare),
-    )
-    ratioRow(
-      'pair',
-      '2 instances: GET /api/health/live req/s',
-      live.ours.rps,
-      live.bare.rps,
-      'req/s',
-      { atLeast: 0.9 },
-      failuresNote(live.ours, live.bare),
-      count(live.ours, live.bare),
-    )
-    reportRow(
-      'pair',
-      `2 instances: p99 refresh @${connections} conn`,
-      refresh.ours.p99,
-      'ms',
-      `worse instance; p50 ${fmt(refresh.ours.p50)} ms; ceiling p99 ${fmt(refresh.ceiling.p99)} ms`,
-    )
-    reportRow(
-      'pair',
-      `2 instances: p99 me @${connections} conn`,
-      me.ours.p99,
-      'ms',
-      `worse instance; p50 ${fmt(me.ours.p50)} ms; bare p99 ${fmt(me.bare.p99)} ms`,
-    )
+    httpRows('pair', '2 instances: ', { live, me, refresh }, ctx.chains, 'worse instance; ')
   } finally {
     await Promise.all([b.child.stop(), ...bares.map((x) => x.child.stop()), worker.stop()])
   }
