@@ -6,8 +6,8 @@
 // The client must fail fast: with no offline queue and a command timeout, a dead or
 // hung Redis makes publish() reject at once, the publisher rolls its transaction
 // back and the events wait in the outbox, instead of queueing in this process.
-import type { Redis } from 'ioredis'
 import type { OutboxEvent } from '../db/procedures.ts'
+import { connectRedis } from '../redis.ts'
 
 /** What the publisher hands a batch to; a rejection means "not delivered, keep them". */
 export interface EventSink {
@@ -48,20 +48,10 @@ export interface RedisSinkOptions {
   commandTimeoutMs?: number
 }
 
-/** Loads ioredis on first use: an instance without REDIS_URL never pays for it (issue 18). */
 export async function createRedisSink(opts: RedisSinkOptions): Promise<EventSink> {
-  const { Redis: Client } = await import('ioredis')
-  const redis: Redis = new Client(opts.url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    // A batch that timed out may still have been applied: the publisher sends it again
-    // and consumers deduplicate by id (at-least-once), so never resend on our own.
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: opts.commandTimeoutMs ?? 2000,
-    connectTimeout: 2000,
-    // Reconnect for ever, backing off to one attempt every 2 s.
-    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
-  })
+  // A batch that timed out may still have been applied: the publisher sends it again and
+  // consumers deduplicate by id (at-least-once), so the client never resends on its own.
+  const redis = await connectRedis(opts.url, { commandTimeoutMs: opts.commandTimeoutMs ?? 2000 })
   // The publisher logs the outage (once); without a listener ioredis would print every failed reconnect.
   redis.on('error', () => undefined)
 

@@ -12,6 +12,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { tooManyRequests } from '../http/problem.ts'
+import { connectRedis } from '../redis.ts'
 
 export interface RateLimitOptions {
   enabled: boolean
@@ -181,20 +182,9 @@ export default fp<RateLimitOptions>(
     if (!opts.enabled) return
     let store: ReturnType<typeof fallbackStore> | undefined
     if (opts.redisUrl !== undefined) {
-      // Loaded here: an instance without REDIS_URL never pays for ioredis (issue 18).
-      const { Redis: Client } = await import('ioredis')
-      const redis: Redis = new Client(opts.redisUrl, {
-        // Never wait for Redis longer than this: no offline queue, no retries, a short
-        // command timeout; the request is then counted in memory instead.
-        commandTimeout: opts.redisCommandTimeoutMs ?? 100,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        autoResendUnfulfilledCommands: false,
-        connectTimeout: 2000,
-        // Reconnect for ever, backing off to one attempt every 2 s.
-        retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
-        lazyConnect: false,
-      })
+      // No offline queue and a short command timeout: never wait for Redis longer than
+      // this; the request is then counted in memory instead.
+      const redis = await connectRedis(opts.redisUrl, { commandTimeoutMs: opts.redisCommandTimeoutMs ?? 100 })
       const link = new RedisLink(redis, app.log, opts.redisProbeIntervalMs ?? 1000)
       app.addHook('onClose', () => link.close())
       // Start on Redis when it answers at once; otherwise start on the fallback.
