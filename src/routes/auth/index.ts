@@ -53,8 +53,26 @@ export const MFA_MISSING = 'two-factor sign-in is on and neither `code` nor `rec
 export const MFA_WRONG = 'the two-factor code is wrong or used (`invalid_mfa_code`; counts as a failed login)'
 const ACCEPTED_WHY = 'Accepted; the same answer whether or not the address has an account'
 
+type Account = Awaited<ReturnType<AuthService['me']>>
+
+/**
+ * The answer built for each account row: the session cache hands GET /me the same row
+ * object until it is invalidated or expires, so the body (dates formatted, providers
+ * mapped) is built once per row, not per call; a new row is a new key.
+ */
+const meBodies = new WeakMap<Account, ReturnType<typeof buildMeBody>>()
+
 /** The GET /me answer (also PATCH /me's, routes/auth/profile.ts). */
-export function meBody(user: Awaited<ReturnType<AuthService['me']>>) {
+export function meBody(user: Account): ReturnType<typeof buildMeBody> {
+  let body = meBodies.get(user)
+  if (body === undefined) {
+    body = buildMeBody(user)
+    meBodies.set(user, body)
+  }
+  return body
+}
+
+function buildMeBody(user: Account) {
   return {
     id: user.id,
     email: user.email,
