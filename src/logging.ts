@@ -47,7 +47,8 @@ export function maskSecrets<T>(value: T, depth = 0): T {
 const SECRET_QUERY = new RegExp(`([?&](?:${SECRET_KEYS.join('|')})=)[^&#]*`, 'gi')
 
 function redactUrl(url: string): string {
-  return url.replace(SECRET_QUERY, '$1[redacted]')
+  // Most URLs have no query at all; the pattern needs a `?` to match anything.
+  return url.includes('?') ? url.replace(SECRET_QUERY, '$1[redacted]') : url
 }
 
 type LoggedRequest = Pick<IncomingMessage, 'method' | 'url'> & { routeOptions?: { url?: string } }
@@ -68,6 +69,9 @@ function loggerOptions(level: string, stream?: DestinationStream): FastifyServer
     ...(stream === undefined ? {} : { stream }),
   }
 }
+
+/** The levels at which a debug line is written. */
+const DEBUG_LEVELS = new Set(['trace', 'debug'])
 
 /** What a caller may send as x-request-id: anything else could forge or flood log lines. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
@@ -126,6 +130,11 @@ export class RequestLogController extends LogController {
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     for (const observe of this.observers) observe(request, reply)
+    // A probe that succeeded is a debug line: balancers and orchestrators probe every few
+    // seconds per instance, and those lines buried the others (and cost a tenth of the
+    // probe's CPU, issue 18). A failed probe is logged like any other request.
+    const quiet = error == null && reply.statusCode < 400 && request.routeOptions.config.probe === true
+    if (quiet && !DEBUG_LEVELS.has(reply.log.level)) return
     const line = {
       method: request.method,
       route: request.routeOptions.url ?? 'unmatched',
@@ -136,7 +145,15 @@ export class RequestLogController extends LogController {
       callerRequestId: callerRequestId(request),
     }
     if (error) reply.log.error({ ...line, err: error }, 'request failed')
+    else if (quiet) reply.log.debug(line, 'request completed')
     else reply.log.info(line, 'request completed')
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A health probe: its successful answers are logged at debug, not info. */
+    probe?: boolean
   }
 }
 

@@ -397,3 +397,22 @@ t.test('logs: secrets redacted at any depth up to two, one line per request', as
     },
   )
 })
+
+t.test('logs: a successful probe is a debug line, a failed one an info line', async (t) => {
+  for (const level of ['info', 'debug'] as const) {
+    const logs: LogLine[] = []
+    const stream = { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) }
+    const app = Fastify({ ...loggingServerOptions(level, stream), ...errorServerOptions() })
+    t.teardown(() => app.close())
+    app.get('/probe/:status', { config: { probe: true } }, async (request, reply) =>
+      reply.code(Number((request.params as { status: string }).status)).send({ status: 'x' }),
+    )
+    app.get('/plain', async () => ({ ok: true }))
+    for (const url of ['/probe/200', '/probe/503', '/plain']) await app.inject({ url })
+    const completed = (url: string) => logs.filter((l) => l.msg === 'request completed' && l.url === url).map((l) => l.level)
+    // pino's numbers: 20 debug, 30 info.
+    t.same(completed('/probe/200'), level === 'debug' ? [20] : [], `${level}: a probe's 200`)
+    t.same(completed('/probe/503'), [30], `${level}: a probe's 503 is logged as any request`)
+    t.same(completed('/plain'), [30], `${level}: a route that is not a probe`)
+  }
+})

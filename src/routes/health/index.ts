@@ -17,8 +17,9 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // problem: balancers read the status, operators the body. Only a bug answers a problem.
   const report = <T extends Parameters<typeof json>[1]>(schema: T, ok: string, failing: string) =>
     responses({ 200: json(ok, schema), 503: json(failing, schema) }, {})
-  // Probes (a balancer checks every second) are outside the per-IP rate limit.
-  const config = { rateLimit: false as const }
+  // Probes (a balancer checks every second) are outside the per-IP rate limit, and their
+  // successful answers are logged at debug (logging.ts).
+  const config = { rateLimit: false as const, probe: true }
 
   /** One round trip as auth_api_user: reachability, latency and migration state together. */
   async function probe() {
