@@ -7,10 +7,11 @@ import { METHODS } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type pg from 'pg'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import { HttpProblem } from '../http/problem.ts'
 import type { RequestLogController } from '../logging.ts'
 import { responses, text } from '../schemas/responses.ts'
+import { RouteDurations } from './route-durations.ts'
 
 export type PoolCounters = Pick<pg.Pool, 'totalCount' | 'idleCount' | 'waitingCount'>
 
@@ -79,13 +80,12 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
 
-  const duration = new Histogram({
+  const duration = new RouteDurations({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by method, route pattern and status code',
-    labelNames: ['method', 'route', 'status_code'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
   })
+  registry.registerMetric(duration as unknown as Metric)
   const logins = new Counter({
     name: 'auth_login_total',
     help: 'Login attempts by outcome',
@@ -177,20 +177,11 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     eventsPublished: (count: number) => eventsPublished.inc(count),
   } satisfies AppMetrics)
 
-  // One child histogram per (method, route, status), kept: prom-client otherwise hashes a
-  // new label object on every request. The set is bounded: routes are patterns and
-  // methods a known list, never the raw URL or whatever a client sends as a method.
-  const series = new Map<string, ReturnType<typeof duration.labels>>()
+  // Methods are a known list and routes are patterns, never the raw URL or whatever a
+  // client sends as a method, so the set of series stays bounded.
   const observe = (request: FastifyRequest, reply: FastifyReply): void => {
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER'
-    const route = request.routeOptions.url ?? 'unmatched'
-    const key = `${method} ${String(reply.statusCode)} ${route}`
-    let child = series.get(key)
-    if (child === undefined) {
-      child = duration.labels({ method, route, status_code: String(reply.statusCode) })
-      series.set(key, child)
-    }
-    child.observe(reply.elapsedTime / 1000)
+    duration.observe(method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
   }
   if (opts.requests !== undefined) opts.requests.onCompleted(observe)
   else
