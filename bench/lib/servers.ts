@@ -75,7 +75,10 @@ export function ensureBuilt(): void {
 /** Node arguments for the compiled service, as the image's CMD runs it. */
 export function serviceArgs(): string[] {
   ensureBuilt()
-  return ['--enable-source-maps', projectPath('dist/server.js')]
+  // BENCH_CPU_PROF=<dir>: each service process writes a V8 CPU profile there when it
+  // exits (open it in Chrome DevTools); NODE_OPTIONS cannot carry --cpu-prof.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  return [...profile, '--enable-source-maps', projectPath('dist/server.js')]
 }
 
 export async function startService(db: BenchDatabase, dataDir: string, env: Record<string, string> = {}): Promise<Running> {
