@@ -3,6 +3,7 @@
 // (bench/servers/ceiling-worker.ts), each with the same environment.
 import { spawnSync } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { projectPath } from '../../src/paths.ts'
 import type { BenchDatabase } from './database.ts'
 import { freePort } from './net.ts'
@@ -81,9 +82,20 @@ export function serviceArgs(): string[] {
   return [...profile, '--enable-source-maps', projectPath('dist/server.js')]
 }
 
+/**
+ * The V8 flags the image sets in NODE_OPTIONS (Dockerfile), so the service is measured
+ * with the heap limits it runs with; NODE_OPTIONS in the bench's environment wins.
+ */
+export function imageNodeOptions(): string {
+  const options = /^\s*NODE_OPTIONS="([^"]*)"/m.exec(readFileSync(projectPath('Dockerfile'), 'utf8'))?.[1]
+  if (options === undefined) throw new Error('Dockerfile: no NODE_OPTIONS="..." line')
+  return options
+}
+
 export async function startService(db: BenchDatabase, dataDir: string, env: Record<string, string> = {}): Promise<Running> {
   const port = await freePort()
-  const child = startChild(serviceArgs(), { env: { ...serviceEnv(db, port, dataDir), ...env } })
+  const nodeOptions = process.env.NODE_OPTIONS ?? imageNodeOptions()
+  const child = startChild(serviceArgs(), { env: { ...serviceEnv(db, port, dataDir), NODE_OPTIONS: nodeOptions, ...env } })
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(child, `${url}/api/health/ready`)
   return { child, url }

@@ -14,7 +14,8 @@ import { startService } from '../lib/servers.ts'
 export async function rssSection(ctx: Context): Promise<void> {
   const { connections } = options
   log(`RSS: a fresh service, ${options.rssSeconds} s of mixed load`)
-  const service = await startService(ctx.small, ctx.dataDir)
+  const metricsToken = 'bench-rss-metrics-token-0123456789abcdef'
+  const service = await startService(ctx.small, ctx.dataDir, { METRICS_TOKEN: metricsToken })
   try {
     const atReady = memoryOf(service.child.pid)
     const chains = new Chains(ctx.pool, spread(options.users, connections), ctx.tokenTtl)
@@ -71,16 +72,31 @@ export async function rssSection(ctx: Context): Promise<void> {
     const sample = await http({ url: service.url, connections, requests: [request] }, options.rssSeconds)
     for (const [key, n] of chains.failures) failed.set(`refresh ${key}`, n)
     const after = memoryOf(service.child.pid)
+    const heap = await heapOf(service.url, metricsToken)
     reportRow(
       'rss',
       `RSS after ${options.rssSeconds} s mixed load`,
       after.rssMb,
       'MB',
-      `peak ${fmt(after.peakMb)} MB, at ready ${fmt(atReady.rssMb)} MB${ctx.bareRssMb === undefined ? '' : ` (bare Fastify under tsx: ${fmt(ctx.bareRssMb)} MB)`}, ${fmt(sample.rps)} req/s mixed${sample.failures > 0 ? `, ${sample.failures} failed (${[...failed].map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`,
+      `peak ${fmt(after.peakMb)} MB, at ready ${fmt(atReady.rssMb)} MB; ${heap}${ctx.bareRssMb === undefined ? '' : ` (bare Fastify under tsx: ${fmt(ctx.bareRssMb)} MB)`}, ${fmt(sample.rps)} req/s mixed${sample.failures > 0 ? `, ${sample.failures} failed (${[...failed].map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`,
       150,
       sample.failures,
     )
   } finally {
     await service.child.stop()
   }
+}
+
+/** Where the memory is, as the service's own /metrics tells it (prom-client's default metrics). */
+async function heapOf(url: string, token: string): Promise<string> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })
+  const text = await res.text()
+  const mb = (pattern: RegExp) => {
+    const value = pattern.exec(text)?.[1]
+    return value === undefined ? '?' : fmt(Number(value) / 1e6)
+  }
+  return (
+    `V8 heap ${mb(/^nodejs_heap_size_used_bytes (\S+)/m)} MB used of ${mb(/^nodejs_heap_size_total_bytes (\S+)/m)} MB ` +
+    `(new space ${mb(/^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)/m)} MB), external ${mb(/^nodejs_external_memory_bytes (\S+)/m)} MB`
+  )
 }

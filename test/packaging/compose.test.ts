@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import t from 'tap'
 import { EnvSchema, loadConfig } from '../../src/config.ts'
 import { projectPath } from '../../src/paths.ts'
+import { imageNodeOptions } from '../../bench/lib/servers.ts'
 import {
   interpolate,
   loadCompose,
@@ -265,6 +266,9 @@ t.test('Dockerfile: multi-stage, production dependencies, non-root, healthcheck'
   t.notMatch(runtime.runs.join('\n'), /npm (ci|install)(?! .*--omit=dev)/, 'no dev dependencies installed at runtime')
   t.match(runtime.runs.join('\n'), /apk add --no-cache postgresql16-client/, 'pg_dump 16 for migrate backups')
   t.equal(runtime.env.get('NODE_ENV'), 'production')
+  // The heap limits of docs/performance.md, and the bench measures the service with them.
+  t.match(runtime.env.get('NODE_OPTIONS'), /--max-old-space-size=\d+/)
+  t.equal(runtime.env.get('NODE_OPTIONS'), imageNodeOptions(), 'the bench reads the same NODE_OPTIONS')
   t.ok(runtime.user !== undefined && !['root', '0'].includes(runtime.user), 'non-root user')
   t.match(runtime.healthcheck?.join(' '), /\/api\/health\/ready/)
   const cmd = nodeEntry(runtime.cmd ?? [])
