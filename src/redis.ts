@@ -14,7 +14,7 @@ export interface RedisConnectOptions {
 }
 
 /** Backoff between reconnect attempts: 200 ms, doubling, at most 2 s. */
-export function reconnectDelay(times: number): number {
+function reconnectDelay(times: number): number {
   return Math.min(100 * 2 ** Math.min(times, 5), 2000)
 }
 

@@ -45,8 +45,6 @@ export interface JwtPluginOptions {
   audience: string
   accessTokenTtlSeconds: number
   checkSession: (userId: string, sessionId: string) => Promise<boolean>
-  /** How many verified access tokens are remembered (0: verify every time). Default 10,000. */
-  verifiedTokenCacheSize?: number
 }
 
 /** The claims authenticate reads; the rest of the token is fast-jwt's to check. */
@@ -119,8 +117,9 @@ export default fp<JwtPluginOptions>(
       return { token, expiresIn: opts.accessTokenTtlSeconds }
     })
 
-    // A token seen before is not verified again until its exp (auth/verified-tokens.ts).
-    const verified = new VerifiedTokens<TokenClaims>({ maxEntries: opts.verifiedTokenCacheSize ?? 10_000 })
+    // A token seen before is not verified again until its exp (auth/verified-tokens.ts);
+    // 10,000: the bound fast-jwt's cache had here before.
+    const verified = new VerifiedTokens<TokenClaims>({ maxEntries: 10_000 })
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const header = request.headers.authorization
