@@ -10,7 +10,9 @@
 // Env: BENCH_DATABASE_URL (a superuser URL: use that server instead of an embedded
 // cluster), BENCH_ONLY, BENCH_SECONDS, BENCH_REPEATS, BENCH_WARMUP, BENCH_CONNECTIONS,
 // BENCH_USERS, BENCH_LARGE_USERS, BENCH_LARGE_TOKENS, BENCH_RSS_SECONDS,
-// BENCH_LOG_LEVEL (service log level, default info), BENCH_NO_PIN, BENCH_ENUM_PAIRS.
+// BENCH_LOG_LEVEL (service log level, default info), BENCH_NO_PIN, BENCH_ENUM_PAIRS,
+// BENCH_PG_CORE=load (the embedded PostgreSQL on the load generator's core, not free to
+// run on the server core: what the refresh row reaches when the service has its core alone).
 //
 // Layout: bench/lib/options.ts (flags and profiles), bench/lib/report.ts (rows and
 // the table), bench/lib/chains.ts + runners.ts (the loads), bench/lib/servers.ts

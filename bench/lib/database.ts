@@ -12,7 +12,9 @@ import { bootstrap } from '../../src/db/bootstrap.ts'
 import { withClient, withDatabase } from '../../src/db/admin-connection.ts'
 import { startEmbedded, type EmbeddedCluster } from '../../src/db/embedded.ts'
 import { migrate } from '../../src/db/migrate.ts'
+import { postgresPids } from './cpu.ts'
 import { freePort } from './net.ts'
+import { pinPostgresToLoadCore, pinToLoadCore } from './proc.ts'
 
 export interface RolePasswords {
   authApi: string
@@ -83,6 +85,9 @@ export async function startBenchServer(log: (line: string) => void): Promise<Ben
     })
     adminUrl = cluster.adminUrl
   }
+  // Only a server the bench started itself: never another program's processes.
+  const pinned = cluster !== undefined && pinPostgresToLoadCore()
+  if (pinned) pinToLoadCore((await postgresPids(adminUrl))?.() ?? [])
   const version = await serverVersion(adminUrl)
   const prefix = `activity_bench_${process.pid}`
   const created: string[] = []
@@ -90,7 +95,7 @@ export async function startBenchServer(log: (line: string) => void): Promise<Ben
   return {
     adminUrl,
     passwords,
-    description: `PostgreSQL ${version} (${cluster ? 'embedded, own cluster' : 'BENCH_DATABASE_URL'})`,
+    description: `PostgreSQL ${version} (${cluster ? 'embedded, own cluster' : 'BENCH_DATABASE_URL'}${pinned ? ', on the load core' : ''})`,
     async createDatabase(label) {
       const name = `${prefix}_${label}`
       created.push(name)

@@ -13,6 +13,8 @@ export interface Sample {
   /** Non-2xx answers and socket errors/timeouts. */
   failures: number
   total: number
+  /** CPU seconds each group of processes spent in the run (bench/lib/cpu.ts metered), when measured. */
+  cpu?: Record<string, number>
 }
 
 export interface Summary {

@@ -28,6 +28,20 @@ export function pinSelf(): void {
   spawnSync('taskset', ['-a', '-p', '-c', LOAD_CORE, String(process.pid)])
 }
 
+/**
+ * BENCH_PG_CORE=load: the bench's own database server shares the load generator's
+ * core, so the server core is the measured process's alone (as in a deployment where
+ * PostgreSQL has a host of its own). Default: PostgreSQL runs where the kernel puts it.
+ */
+export function pinPostgresToLoadCore(): boolean {
+  return canPin() && process.env.BENCH_PG_CORE === 'load'
+}
+
+/** Pin processes (a postmaster and its children so far; later backends inherit it) to the load core. */
+export function pinToLoadCore(pids: number[]): void {
+  for (const pid of pids) spawnSync('taskset', ['-p', '-c', LOAD_CORE, String(pid)])
+}
+
 /** Node arguments to run a TypeScript entry the way this process runs (tsx, or tap's loader). */
 export function nodeArgs(entry: string, ...args: string[]): string[] {
   return [...process.execArgv, entry.startsWith('/') ? entry : projectPath(entry), ...args]

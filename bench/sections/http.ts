@@ -2,6 +2,7 @@
 // rotate procedure through pg, the bare Fastify route), interleaved.
 import type { Chains } from '../lib/chains.ts'
 import type { Context } from '../lib/context.ts'
+import { cpuNote, metered, postgresPids, type Pids } from '../lib/cpu.ts'
 import { interleaved, type Summary } from '../lib/load.ts'
 import { log, options, type Section } from '../lib/options.ts'
 import { memoryOf } from '../lib/proc.ts'
@@ -33,8 +34,12 @@ export async function httpSection(ctx: Context): Promise<void> {
       plan,
     )
     log('POST /api/auth/refresh vs sp_rotate_refresh_token through pg')
+    const cpu = await refreshCpu(ctx, [ctx.service.child.pid], worker.pid)
     const refresh = await interleaved(
-      { ceiling: ceiling(worker, 'rotate', connections), ours: refreshLoad(ctx.service.url, ctx.chains, connections) },
+      {
+        ceiling: metered(ceiling(worker, 'rotate', connections), cpu.ceiling),
+        ours: metered(refreshLoad(ctx.service.url, ctx.chains, connections), cpu.ours),
+      },
       plan,
     )
     ctx.ours.me = me.ours
@@ -44,6 +49,20 @@ export async function httpSection(ctx: Context): Promise<void> {
     await bare.child.stop()
     await worker.stop()
   }
+}
+
+/**
+ * Whose CPU the refresh rows count: the service (or the ceiling worker), the
+ * database server, and this process (autocannon, or waiting on the worker).
+ */
+export async function refreshCpu(
+  ctx: Context,
+  services: number[],
+  worker: number,
+): Promise<{ ours: Record<string, Pids>; ceiling: Record<string, Pids> }> {
+  const postgres = await postgresPids(ctx.small.adminUrl)
+  const shared = { ...(postgres === undefined ? {} : { PostgreSQL: postgres }), load: () => [process.pid] }
+  return { ours: { service: () => services, ...shared }, ceiling: { worker: () => [worker], ...shared } }
 }
 
 /** The measured pairs of the http table: each ours beside its ceiling. */
@@ -63,7 +82,9 @@ export function httpRows(section: Section, prefix: string, { live, me, refresh }
     refresh.ceiling.rps,
     'req/s',
     { atLeast: 0.7 },
-    `${failuresNote(refresh.ours, refresh.ceiling)} ${chains.statuses()}`.trim(),
+    [failuresNote(refresh.ours, refresh.ceiling), chains.statuses(), cpuNote(refresh.ours, refresh.ceiling)]
+      .filter((x) => x !== '')
+      .join(' '),
     count(refresh.ours, refresh.ceiling),
   )
   for (const [figure, pair, target] of [

@@ -11,7 +11,8 @@ import { interleaved } from '../lib/load.ts'
 import { log, options } from '../lib/options.ts'
 import { bearerLoad, ceiling, getLoad, refreshLoad, splitConnections, together } from '../lib/runners.ts'
 import { startBare, startCeilingWorker, startService } from '../lib/servers.ts'
-import { httpRows } from './http.ts'
+import { metered } from '../lib/cpu.ts'
+import { httpRows, refreshCpu } from './http.ts'
 
 export async function pairSection(ctx: Context): Promise<void> {
   const { plan, connections } = options
@@ -45,8 +46,12 @@ export async function pairSection(ctx: Context): Promise<void> {
       plan,
     )
     log('2 instances: POST /api/auth/refresh vs sp_rotate_refresh_token through pg')
+    const cpu = await refreshCpu(ctx, [ctx.service.child.pid, b.child.pid], worker.pid)
     const refresh = await interleaved(
-      { ceiling: ceiling(worker, 'rotate', connections), ours: refreshLoad(urls, ctx.chains, connections) },
+      {
+        ceiling: metered(ceiling(worker, 'rotate', connections), cpu.ceiling),
+        ours: metered(refreshLoad(urls, ctx.chains, connections), cpu.ours),
+      },
       plan,
     )
     httpRows('pair', '2 instances: ', { live, me, refresh }, ctx.chains, 'worse instance; ')

@@ -23,6 +23,7 @@ interface Row {
   ratio: number | null
   unit: string
   met: boolean | null
+  note: string
   failures: number
 }
 
@@ -92,6 +93,16 @@ t.test('npm run bench -- --smoke: every row of our side and its ceilings is fill
         `${row.figure}: a finite positive ratio (${String(row.ratio)})`,
       )
     }
+  }
+  // The refresh rows say what each side spent per operation (bench/lib/cpu.ts).
+  const refreshRows = result.rows.filter((r) => /refresh\/s$/.test(r.figure))
+  t.equal(refreshRows.length, 2, 'one instance and two')
+  for (const row of refreshRows) {
+    t.match(
+      row.note,
+      /CPU µs\/op: ours service \d+ \+ PostgreSQL \d+ \+ load \d+ = \d+; ceiling worker \d+ .*equal-CPU bound \d+\.\d\d/,
+      `${row.figure}: the CPU note`,
+    )
   }
   t.match(output, /\| figure +\| ours/, 'the table is printed')
 })
