@@ -2,10 +2,10 @@
 // rotate procedure through pg, the bare Fastify route), interleaved.
 import type { Chains } from '../lib/chains.ts'
 import type { Context } from '../lib/context.ts'
-import { cpuNote, metered, postgresPids, type Pids } from '../lib/cpu.ts'
-import { interleaved, type Summary } from '../lib/load.ts'
+import { cpuNote, metered, postgresPids } from '../lib/cpu.ts'
+import { interleaved, type Runner, type Summary } from '../lib/load.ts'
 import { log, options, type Section } from '../lib/options.ts'
-import { memoryOf } from '../lib/proc.ts'
+import { memoryOf, type Child } from '../lib/proc.ts'
 import { count, failuresNote, fmt, ratioRow, reportRow } from '../lib/report.ts'
 import { bearerLoad, ceiling, getLoad, refreshLoad } from '../lib/runners.ts'
 import { startBare, startCeilingWorker } from '../lib/servers.ts'
@@ -34,12 +34,8 @@ export async function httpSection(ctx: Context): Promise<void> {
       plan,
     )
     log('POST /api/auth/refresh vs sp_rotate_refresh_token through pg')
-    const cpu = await refreshCpu(ctx, [ctx.service.child.pid], worker.pid)
     const refresh = await interleaved(
-      {
-        ceiling: metered(ceiling(worker, 'rotate', connections), cpu.ceiling),
-        ours: metered(refreshLoad(ctx.service.url, ctx.chains, connections), cpu.ours),
-      },
+      await refreshRunners(ctx, worker, [ctx.service.child], refreshLoad(ctx.service.url, ctx.chains, connections)),
       plan,
     )
     ctx.ours.me = me.ours
@@ -52,17 +48,22 @@ export async function httpSection(ctx: Context): Promise<void> {
 }
 
 /**
- * Whose CPU the refresh rows count: the service (or the ceiling worker), the
- * database server, and this process (autocannon, or waiting on the worker).
+ * The refresh pair, each side metered (bench/lib/cpu.ts): the rotate ceiling on the
+ * worker, and ours on the given services. Counted: the server's CPU (or the worker's),
+ * the database server's, and this process's (autocannon, or waiting on the worker).
  */
-export async function refreshCpu(
+export async function refreshRunners(
   ctx: Context,
-  services: number[],
-  worker: number,
-): Promise<{ ours: Record<string, Pids>; ceiling: Record<string, Pids> }> {
+  worker: Child,
+  services: Child[],
+  ours: Runner,
+): Promise<{ ceiling: Runner; ours: Runner }> {
   const postgres = await postgresPids(ctx.small.adminUrl)
   const shared = { ...(postgres === undefined ? {} : { PostgreSQL: postgres }), load: () => [process.pid] }
-  return { ours: { service: () => services, ...shared }, ceiling: { worker: () => [worker], ...shared } }
+  return {
+    ceiling: metered(ceiling(worker, 'rotate', options.connections), { worker: () => [worker.pid], ...shared }),
+    ours: metered(ours, { service: () => services.map((s) => s.pid), ...shared }),
+  }
 }
 
 /** The measured pairs of the http table: each ours beside its ceiling. */

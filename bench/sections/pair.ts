@@ -9,10 +9,9 @@
 import type { Context } from '../lib/context.ts'
 import { interleaved } from '../lib/load.ts'
 import { log, options } from '../lib/options.ts'
-import { bearerLoad, ceiling, getLoad, refreshLoad, splitConnections, together } from '../lib/runners.ts'
+import { bearerLoad, getLoad, refreshLoad, splitConnections, together } from '../lib/runners.ts'
 import { startBare, startCeilingWorker, startService } from '../lib/servers.ts'
-import { metered } from '../lib/cpu.ts'
-import { httpRows, refreshCpu } from './http.ts'
+import { httpRows, refreshRunners } from './http.ts'
 
 export async function pairSection(ctx: Context): Promise<void> {
   const { plan, connections } = options
@@ -46,12 +45,8 @@ export async function pairSection(ctx: Context): Promise<void> {
       plan,
     )
     log('2 instances: POST /api/auth/refresh vs sp_rotate_refresh_token through pg')
-    const cpu = await refreshCpu(ctx, [ctx.service.child.pid, b.child.pid], worker.pid)
     const refresh = await interleaved(
-      {
-        ceiling: metered(ceiling(worker, 'rotate', connections), cpu.ceiling),
-        ours: metered(refreshLoad(urls, ctx.chains, connections), cpu.ours),
-      },
+      await refreshRunners(ctx, worker, [ctx.service.child, b.child], refreshLoad(urls, ctx.chains, connections)),
       plan,
     )
     httpRows('pair', '2 instances: ', { live, me, refresh }, ctx.chains, 'worse instance; ')
